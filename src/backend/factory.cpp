@@ -1,0 +1,41 @@
+// The one place that chooses a backend (and the only #ifdef on the CUDA build).
+#include "backend/factory.hpp"
+
+#include "backend/cpu/cpu_compute.hpp"
+#include "backend/cpu/mpi_comm.hpp"
+#include "core/error.hpp"
+#ifdef MOE_HAVE_CUDA
+#include "backend/cuda/cuda_factory.hpp"
+#endif
+
+namespace moe {
+
+bool cuda_backend_compiled() {
+#ifdef MOE_HAVE_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+Backends make_backends(const std::string& requested, const std::string& model_dtype) {
+  if (requested != "auto" && requested != "cpu" && requested != "cuda")
+    throw ConfigError("run.backend", "unknown backend '" + requested + "' (auto | cpu | cuda)");
+  Backends b;
+  if (requested == "cuda" || requested == "auto") {
+#ifdef MOE_HAVE_CUDA
+    b = make_cuda_backends(model_dtype, requested == "cuda");
+    if (b.compute) return b;
+#else
+    (void)model_dtype;
+    if (requested == "cuda")
+      throw ConfigError("run.backend", "backend cuda requested but this binary was built without CUDA (MOE_ENABLE_CUDA=OFF or nvcc not found)");
+    b.notice = "this binary was built without CUDA: backend auto uses cpu";
+#endif
+  }
+  b.compute = make_cpu_compute();
+  b.world = make_mpi_world_comm(*b.compute);
+  return b;
+}
+
+}  // namespace moe

@@ -1,0 +1,23 @@
+// The one place that chooses a backend. Strategies only ever see ComputeBackend and Comm.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "backend/backend.hpp"
+
+namespace moe {
+
+struct Backends {
+  std::unique_ptr<ComputeBackend> compute;
+  std::unique_ptr<Comm> world;     // every rank of the job
+  std::string notice;              // e.g. "no CUDA device: backend auto falls back to cpu"
+};
+
+// requested: "auto" | "cpu" | "cuda". model_dtype: the config's dtype (used by cuda; cpu is fp32).
+// Collective over MPI_COMM_WORLD. Throws ConfigError if "cuda" is requested but unavailable.
+Backends make_backends(const std::string& requested, const std::string& model_dtype);
+
+// True when this binary was built with the CUDA backend.
+bool cuda_backend_compiled();
+
+}  // namespace moe

@@ -1,0 +1,110 @@
+// Typed configuration (model, workload, cluster, strategies, run) with defaults, parsed from JSON.
+// Parsing rejects unknown keys and wrong types; validate_config() checks everything a run depends on.
+// Every error is a ConfigError naming the JSON path (e.g. "strategies[1].ep") and the reason.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace moe {
+
+struct ModelConfig {
+  int layers = 0;
+  int hidden = 0;       // d
+  int ffn_hidden = 0;   // f (per expert)
+  int experts = 0;      // E per layer
+  int top_k = 2;
+  int heads = 0;        // H
+  int head_dim = 0;     // D
+  bool attention = true;
+  bool renormalize = true;
+  std::string dtype = "fp16";  // fp32 | fp16 | bf16 (GPU compute dtype; the CPU backend always computes fp32)
+  uint64_t seed = 1234;
+};
+
+struct WorkloadConfig {
+  int batch_sequences = 0;
+  int prompt_tokens = 0;
+  int decode_steps = 0;
+  int warmup_steps = 1;           // untimed decode steps after an untimed prefill
+  std::string routing = "gate";   // gate (others come with synthetic routing workloads)
+};
+
+struct GpuSpec {
+  std::string name = "H100-SXM-80GB";
+  double memory_gb = 80;
+  double peak_tflops = 989;
+  double hbm_gb_s = 3350;
+};
+
+struct LinkSpec {
+  double bandwidth_gb_s = 0;  // per direction, per GPU (intra) or per NIC (inter)
+  double latency_us = 0;
+  int nics_per_node = 0;      // inter-node only
+};
+
+struct ClusterConfig {
+  int nodes = 1;
+  int gpus_per_node = 1;
+  GpuSpec gpu;
+  LinkSpec intra_node{450, 3, 0};
+  LinkSpec inter_node{50, 5, 8};
+};
+
+struct LoadBalancingConfig {
+  std::string policy = "none";     // none | paper
+  double threshold = 1.2;
+  double step = 0.1;
+  int update_interval_tokens = 100;
+  double capacity_factor = 0;      // 0 = dropless
+};
+
+struct StrategyConfig {
+  std::string name;
+  std::string kind;                // tp_pp | ep
+  // tp_pp
+  int tp = 1;
+  int pp = 1;
+  int microbatches = 1;
+  // ep
+  int ep = 1;
+  int expert_tp = 1;
+  int chunks = 1;
+  std::string placement = "round_robin";
+  // both
+  LoadBalancingConfig load_balancing;
+};
+
+struct RunConfig {
+  std::string backend = "auto";    // auto | cpu | cuda
+  int iterations = 3;
+  bool verify = true;
+};
+
+struct Config {
+  std::string name;
+  ModelConfig model;
+  WorkloadConfig workload;
+  ClusterConfig cluster;
+  std::vector<StrategyConfig> strategies;
+  RunConfig run;
+};
+
+// Parse (types, unknown keys, defaults). Throws ConfigError.
+Config parse_config(const nlohmann::json& j);
+Config parse_config_text(const std::string& text, const std::string& source_name);
+Config load_config_file(const std::string& path);
+
+// The config with every default filled in, in the input's key order (for results JSON).
+nlohmann::ordered_json config_to_json(const Config& c);
+
+// Checks that hold for any world size and backend (positive sizes, top_k <= experts, ...).
+void validate_config(const Config& c);
+
+// Checks for a run on `world_size` ranks with activations of `dtype_bytes` bytes per element:
+// tp*pp and ep*expert_tp equal the world size, divisibility, per-rank memory fits cluster.gpu.memory_gb.
+void validate_for_run(const Config& c, int world_size, int dtype_bytes, const std::string& backend_name);
+
+}  // namespace moe

@@ -1,0 +1,180 @@
+// moe-bench command line: `run` (measure every strategy of a config under mpirun) and `validate`
+// (check a config without running). Errors print once with their JSON path and exit non-zero on
+// every rank; unexpected failures on one rank abort the whole job so no rank is left waiting.
+#include <CLI/CLI.hpp>
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "backend/factory.hpp"
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "core/mpi_session.hpp"
+#include "cost/memory.hpp"
+#include "report/npy.hpp"
+#include "report/results.hpp"
+#include "runner/runner.hpp"
+
+namespace {
+
+using namespace moe;
+
+struct RunArgs {
+  std::string config_path;
+  std::string out_path;
+  std::string backend;       // empty: from config
+  int iterations = 0;        // 0: from config
+  bool no_verify = false;
+  std::string dump_dir;
+};
+
+struct ValidateArgs {
+  std::string config_path;
+  int ranks = 0;             // 0: cluster.nodes * gpus_per_node
+  std::string backend;       // empty: from config
+};
+
+// Rank 0 reads the file; every rank parses the same text, so every rank raises the same error.
+Config load_config_everywhere(const MpiSession& mpi, const std::string& path) {
+  std::string text, error;
+  if (mpi.rank() == 0) {
+    std::ifstream in(path);
+    if (!in) {
+      error = "cannot open config file '" + path + "'";
+    } else {
+      std::ostringstream ss;
+      ss << in.rdbuf();
+      text = ss.str();
+    }
+  }
+  error = mpi.broadcast_string(error);
+  if (!error.empty()) throw ConfigError("", error);
+  return parse_config_text(mpi.broadcast_string(text), path);
+}
+
+// An output location that cannot be written must fail before any measuring, on every rank.
+void check_writable_dir(const MpiSession& mpi, const std::string& file_or_dir, bool is_dir, const std::string& option) {
+  std::string error;
+  if (mpi.rank() == 0 && !file_or_dir.empty()) {
+    const std::string probe = is_dir ? file_or_dir + "/.moe-bench-write-test" : file_or_dir + ".moe-bench-write-test";
+    std::ofstream f(probe);
+    if (!f) error = "cannot write to '" + file_or_dir + "' (does the directory exist?)";
+    f.close();
+    std::remove(probe.c_str());
+  }
+  error = mpi.broadcast_string(error);
+  if (!error.empty()) throw ConfigError(option, error);
+}
+
+int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& argv) {
+  Config config = load_config_everywhere(mpi, a.config_path);
+  if (!a.backend.empty()) config.run.backend = a.backend;
+  if (a.iterations > 0) config.run.iterations = a.iterations;
+  if (a.no_verify) config.run.verify = false;
+  validate_config(config);
+  check_writable_dir(mpi, a.out_path, false, "--out");
+  check_writable_dir(mpi, a.dump_dir, true, "--dump-outputs");
+
+  Backends backends = make_backends(config.run.backend, config.model.dtype);
+  ComputeBackend& compute = *backends.compute;
+  validate_for_run(config, mpi.size(), dtype_bytes(compute.dtype()), compute.name());
+  if (mpi.rank() == 0 && !backends.notice.empty()) std::cout << "moe-bench: " << backends.notice << "\n";
+
+  RunOptions options;
+  options.verify = config.run.verify;
+  options.dump_dir = a.dump_dir;
+  const RunOutcome outcome = run_strategies(config, options, compute, *backends.world);
+
+  const std::vector<std::string> hosts = mpi.all_host_names();
+  if (mpi.rank() == 0) {
+    RunContext ctx;
+    ctx.backend = compute.name();
+    ctx.compute_dtype = dtype_name(compute.dtype());
+    ctx.world_size = mpi.size();
+    ctx.hosts = hosts;
+    ctx.devices = {compute.device_description()};
+    ctx.mpi = mpi.library_version();
+    ctx.argv = argv;
+    ctx.notice = backends.notice;
+    const auto results = make_results(ctx, config, outcome.strategies, compare_strategies(outcome.strategies));
+    print_table(std::cout, results);
+    if (!a.out_path.empty()) {
+      write_file_atomic(a.out_path, results.dump(2) + "\n");
+      std::cout << "\nresults written to " << a.out_path << "\n";
+    }
+    if (!outcome.all_verified) std::cerr << "moe-bench: verification FAILED (see verification in the results)\n";
+  }
+  return outcome.all_verified ? 0 : 3;
+}
+
+int cmd_validate(const MpiSession& mpi, const ValidateArgs& a) {
+  Config config = load_config_everywhere(mpi, a.config_path);
+  if (!a.backend.empty()) config.run.backend = a.backend;
+  validate_config(config);
+  const int ranks = a.ranks > 0 ? a.ranks : config.cluster.nodes * config.cluster.gpus_per_node;
+  // auto validates as the GPU run it would be on a cluster (model dtype); cpu computes fp32.
+  const bool cpu = config.run.backend == "cpu";
+  const int bytes = cpu ? 4 : dtype_bytes(parse_dtype(config.model.dtype));
+  const std::string backend = cpu ? "cpu" : "cuda";
+  validate_for_run(config, ranks, bytes, backend);
+  if (mpi.rank() == 0) {
+    std::cout << "config '" << config.name << "' is valid for " << ranks << " ranks on backend " << backend << "\n";
+    for (const auto& s : config.strategies)
+      std::cout << "  " << s.name << " (" << s.kind << "): " << estimate_memory(config, s, ranks, bytes).describe()
+                << " per rank\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  moe::MpiSession mpi(&argc, &argv);
+  const std::vector<std::string> args(argv, argv + argc);
+
+  CLI::App app{"moe-bench: measure tensor+pipeline parallel vs large expert parallel MoE inference"};
+  app.set_version_flag("--version", std::string("moe-bench ") + moe::tool_version() + " (" + MOE_GIT_SHA + ")" +
+                                        (moe::cuda_backend_compiled() ? ", CUDA backend built" : ", CPU backend only"));
+  app.require_subcommand(1);
+
+  RunArgs run;
+  CLI::App* run_cmd = app.add_subcommand("run", "Run every strategy of a config under mpirun, verify, write results JSON");
+  run_cmd->add_option("-c,--config", run.config_path, "Config JSON (model, workload, cluster, strategies, run)")->required();
+  run_cmd->add_option("-o,--out", run.out_path, "Results JSON path (written atomically by rank 0)");
+  run_cmd->add_option("--backend", run.backend, "Override run.backend: auto | cpu | cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  run_cmd->add_option("--iterations", run.iterations, "Override run.iterations (measured prefill+decode iterations)")
+      ->check(CLI::PositiveNumber);
+  run_cmd->add_flag("--no-verify", run.no_verify, "Skip the comparison against the single-rank reference");
+  run_cmd->add_option("--dump-outputs", run.dump_dir,
+                      "Directory for .npy dumps of the reference's and each strategy's prefill and decode outputs");
+
+  ValidateArgs val;
+  CLI::App* val_cmd = app.add_subcommand("validate", "Check a config without running (no mpirun needed)");
+  val_cmd->add_option("-c,--config", val.config_path, "Config JSON")->required();
+  val_cmd->add_option("--ranks", val.ranks, "World size to validate for (default: cluster.nodes * gpus_per_node)")
+      ->check(CLI::PositiveNumber);
+  val_cmd->add_option("--backend", val.backend, "Override run.backend: auto | cpu | cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return mpi.rank() == 0 ? app.exit(e) : (e.get_exit_code() == 0 ? 0 : 2);
+  }
+
+  try {
+    if (*run_cmd) return cmd_run(mpi, run, args);
+    if (*val_cmd) return cmd_validate(mpi, val);
+  } catch (const moe::ConfigError& e) {
+    // Raised identically on every rank (deterministic input checks): report once, exit together.
+    if (mpi.rank() == 0) std::cerr << "moe-bench: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "[rank " << mpi.rank() << "] moe-bench: error: " << e.what() << std::endl;
+    if (mpi.size() > 1) mpi.abort(1);  // peers may be inside a collective: end the job
+    return 1;
+  }
+  return 0;
+}

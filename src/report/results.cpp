@@ -1,0 +1,108 @@
+// Assembly of the results document and its console rendering.
+#include "report/results.hpp"
+
+#include <cstdio>
+#include <ctime>
+#include <iomanip>
+#include <sstream>
+
+namespace moe {
+
+std::string tool_version() { return MOE_VERSION; }
+
+std::string utc_timestamp() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+nlohmann::ordered_json make_results(const RunContext& ctx, const Config& config, const nlohmann::ordered_json& strategies,
+                                    const nlohmann::ordered_json& comparison) {
+  nlohmann::ordered_json j;
+  j["schema_version"] = 1;
+  j["tool"] = {{"name", "moe-bench"}, {"version", tool_version()}, {"git_sha", MOE_GIT_SHA}};
+  nlohmann::ordered_json c = {{"mode", ctx.mode}, {"backend", ctx.backend}, {"compute_dtype", ctx.compute_dtype},
+                              {"world_size", ctx.world_size}, {"hosts", ctx.hosts}, {"devices", ctx.devices},
+                              {"mpi", ctx.mpi}};
+  if (!ctx.nccl.empty()) c["nccl"] = ctx.nccl;
+  c["argv"] = ctx.argv;
+  c["timestamp"] = utc_timestamp();
+  if (!ctx.notice.empty()) c["notice"] = ctx.notice;
+  j["context"] = c;
+  j["config"] = config_to_json(config);
+  j["strategies"] = strategies;
+  j["comparison"] = comparison;
+  return j;
+}
+
+namespace {
+
+std::string fmt(double v, int precision = 2) {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(precision) << v;
+  return os.str();
+}
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+  int u = 0;
+  while (b >= 1000 && u < 4) {
+    b /= 1000;
+    ++u;
+  }
+  return fmt(b, 1) + " " + units[u];
+}
+
+}  // namespace
+
+void print_table(std::ostream& out, const nlohmann::ordered_json& r) {
+  const auto& ctx = r["context"];
+  out << "moe-bench " << r["tool"]["version"].get<std::string>() << "  config " << r["config"]["name"].get<std::string>()
+      << "  backend " << ctx["backend"].get<std::string>() << " (" << ctx["compute_dtype"].get<std::string>() << ")  ranks "
+      << ctx["world_size"].get<int>() << "  mode " << ctx["mode"].get<std::string>() << "\n\n";
+  out << std::left << std::setw(12) << "strategy" << std::setw(8) << "kind" << std::right << std::setw(14) << "prefill tok/s"
+      << std::setw(14) << "decode tok/s" << std::setw(11) << "TPOT mean" << std::setw(10) << "TPOT p50" << std::setw(10)
+      << "TPOT p99" << std::setw(12) << "max rel err" << std::setw(8) << "verify" << "\n";
+  for (const auto& s : r["strategies"]) {
+    const auto& v = s["verification"];
+    const bool checked = v["checked"].get<bool>();
+    out << std::left << std::setw(12) << s["name"].get<std::string>() << std::setw(8) << s["kind"].get<std::string>()
+        << std::right << std::setw(14) << fmt(s["prefill"]["tokens_per_s"].get<double>(), 0) << std::setw(14)
+        << fmt(s["decode"]["tokens_per_s"].get<double>(), 0) << std::setw(8)
+        << fmt(s["decode"]["tpot_ms"]["mean"].get<double>()) << " ms" << std::setw(7)
+        << fmt(s["decode"]["tpot_ms"]["p50"].get<double>()) << " ms" << std::setw(7)
+        << fmt(s["decode"]["tpot_ms"]["p99"].get<double>()) << " ms" << std::setw(12)
+        << (checked ? fmt(v["max_rel_error"].get<double>() * 1e6, 2) + "e-6" : "-") << std::setw(8)
+        << (checked ? (v["passed"].get<bool>() ? "PASS" : "FAIL") : "off") << "\n";
+  }
+  out << "\nper decode step, ms (max over ranks / mean over ranks):\n";
+  for (const auto& s : r["strategies"]) {
+    out << "  " << std::left << std::setw(10) << s["name"].get<std::string>() << std::right;
+    for (const auto& [phase, t] : s["phases_ms"]["decode_step"].items()) {
+      if (t["max"].get<double>() <= 0) continue;
+      out << "  " << phase << " " << fmt(t["max"].get<double>(), 3) << "/" << fmt(t["mean"].get<double>(), 3);
+    }
+    out << "\n";
+  }
+  out << "\ntraffic per iteration and load:\n";
+  for (const auto& s : r["strategies"]) {
+    const auto& t = s["traffic"];
+    out << "  " << std::left << std::setw(10) << s["name"].get<std::string>() << std::right << "  intra-node "
+        << human_bytes(t["intra_node_bytes"].get<double>()) << "  inter-node " << human_bytes(t["inter_node_bytes"].get<double>())
+        << "  busiest NIC " << human_bytes(t["max_inter_node_link_bytes"].get<double>()) << "  min balancedness "
+        << fmt(s["load"]["min_balancedness"].get<double>(), 3) << "  dropped " << s["load"]["dropped_total"].get<int64_t>()
+        << "  peak mem/rank " << human_bytes(s["memory"]["peak_allocated_bytes_max"].get<double>()) << "\n";
+  }
+  if (!r["comparison"].empty()) {
+    out << "\n";
+    for (const auto& c : r["comparison"])
+      out << c["name"].get<std::string>() << " vs " << c["vs"].get<std::string>() << ": decode TPS x"
+          << fmt(c["tps_ratio"].get<double>()) << ", TPOT " << fmt(c["tpot_ratio"].get<double>()) << "x lower, prefill TPS x"
+          << fmt(c["prefill_tps_ratio"].get<double>()) << "\n";
+  }
+}
+
+}  // namespace moe

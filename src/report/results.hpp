@@ -1,0 +1,35 @@
+// Results JSON (schema_version 1): tool, context, config, strategies, comparison; and the console table.
+#pragma once
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/config.hpp"
+
+namespace moe {
+
+struct RunContext {
+  std::string mode = "measured";          // measured | simulated
+  std::string backend;                    // cpu | cuda
+  std::string compute_dtype;              // fp32 on cpu
+  int world_size = 1;
+  std::vector<std::string> hosts;         // per rank
+  std::vector<std::string> devices;       // per rank or one entry
+  std::string mpi;
+  std::string nccl;                       // empty when not used
+  std::vector<std::string> argv;
+  std::string notice;                     // e.g. backend fallback
+};
+
+std::string tool_version();
+std::string utc_timestamp();
+
+nlohmann::ordered_json make_results(const RunContext& ctx, const Config& config, const nlohmann::ordered_json& strategies,
+                                    const nlohmann::ordered_json& comparison);
+
+// Readable summary of a results document (TPS, TPOT, phases, traffic, load, verification).
+void print_table(std::ostream& out, const nlohmann::ordered_json& results);
+
+}  // namespace moe

@@ -1,0 +1,18 @@
+// Memoized reference runs keyed by the load-balancing parameters.
+#include "runner/reference_cache.hpp"
+
+#include <sstream>
+
+namespace moe {
+
+const ReferenceOutputs& ReferenceCache::get(const LoadBalancingConfig& lb) {
+  std::ostringstream key;
+  key.precision(17);
+  key << lb.policy << '|' << lb.threshold << '|' << lb.step << '|' << lb.update_interval_tokens << '|' << lb.capacity_factor;
+  auto it = cache_.find(key.str());
+  if (it == cache_.end())
+    it = cache_.emplace(key.str(), run_reference(config_.model, config_.workload, config_.workload.decode_steps, lb)).first;
+  return it->second;
+}
+
+}  // namespace moe

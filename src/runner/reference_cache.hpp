@@ -1,0 +1,22 @@
+// Reference outputs for the checked pass, computed once per distinct load-balancing setting (the
+// policy changes routing and therefore outputs) on world rank 0.
+#pragma once
+#include <map>
+#include <string>
+
+#include "core/config.hpp"
+#include "model/reference.hpp"
+
+namespace moe {
+
+class ReferenceCache {
+ public:
+  explicit ReferenceCache(const Config& c) : config_(c) {}
+  const ReferenceOutputs& get(const LoadBalancingConfig& lb);
+
+ private:
+  const Config& config_;
+  std::map<std::string, ReferenceOutputs> cache_;
+};
+
+}  // namespace moe

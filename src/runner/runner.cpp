@@ -1,0 +1,325 @@
+// Measurement loop and per-strategy results (see runner.hpp). Timings: each step starts after a
+// barrier; a step's time is the max over ranks of that rank's wall time for the step.
+#include "runner/runner.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <functional>
+
+#include "core/error.hpp"
+#include "cost/memory.hpp"
+#include "report/npy.hpp"
+#include "runner/reference_cache.hpp"
+#include "runner/stats.hpp"
+#include "strategies/strategy.hpp"
+
+namespace moe {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct StepTimes {
+  std::vector<double> prefill_ms;   // [iterations], max over ranks
+  std::vector<double> decode_ms;    // [iterations * steps], max over ranks
+  PhaseTimes prefill_phases{};      // this rank, summed over measured prefills
+  PhaseTimes decode_phases{};       // this rank, summed over measured decode steps
+  double prefill_wall_ms = 0;       // this rank, summed
+  double decode_wall_ms = 0;
+};
+
+double timed_step(Comm& world, PhaseTimer& timer, PhaseTimes& phases, const std::function<void()>& step) {
+  world.barrier();
+  const auto t0 = Clock::now();
+  step();
+  const PhaseTimes p = timer.finish_step();  // synchronizes the device
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  for (int i = 0; i < kNumPhases; ++i) phases[i] += p[i];
+  return ms;
+}
+
+StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& world) {
+  PhaseTimer timer(compute);
+  PhaseTimes scratch{};
+  // Warm-up: one untimed prefill and a few decode steps (allocations, caches, first-touch).
+  s.reset();
+  timed_step(world, timer, scratch, [&] { s.prefill(timer); });
+  for (int i = 0; i < std::min(c.workload.warmup_steps, c.workload.decode_steps); ++i)
+    timed_step(world, timer, scratch, [&] { s.decode_step(timer); });
+
+  StepTimes t;
+  std::vector<double> prefill_local, decode_local;
+  for (int it = 0; it < c.run.iterations; ++it) {
+    s.reset();
+    prefill_local.push_back(timed_step(world, timer, t.prefill_phases, [&] { s.prefill(timer); }));
+    for (int step = 0; step < c.workload.decode_steps; ++step)
+      decode_local.push_back(timed_step(world, timer, t.decode_phases, [&] { s.decode_step(timer); }));
+  }
+  for (double v : prefill_local) t.prefill_wall_ms += v;
+  for (double v : decode_local) t.decode_wall_ms += v;
+  world.all_reduce_max_host(prefill_local);
+  world.all_reduce_max_host(decode_local);
+  t.prefill_ms = prefill_local;
+  t.decode_ms = decode_local;
+  return t;
+}
+
+// Per-phase mean time per step: max and mean over ranks. "idle" is the step time not inside any phase.
+nlohmann::ordered_json phases_json(Comm& world, const PhaseTimes& sum, double wall_ms, double steps) {
+  std::vector<double> per(kNumPhases + 1, 0);
+  double inside = 0;
+  for (int i = 0; i < kNumPhases; ++i) {
+    per[i] = steps > 0 ? sum[i] / steps : 0;
+    inside += sum[i];
+  }
+  per[kNumPhases] = steps > 0 ? std::max(0.0, wall_ms - inside) / steps : 0;
+  std::vector<double> mx = per, mean = per;
+  world.all_reduce_max_host(mx);
+  world.all_reduce_sum_host(mean);
+  nlohmann::ordered_json j;
+  for (int i = 0; i <= kNumPhases; ++i) {
+    const char* name = i < kNumPhases ? phase_name(static_cast<Phase>(i)) : "idle";
+    j[name] = {{"max", mx[i]}, {"mean", mean[i] / world.size()}};
+  }
+  return j;
+}
+
+// Bytes each rank sent to each rank (over the measured iterations), as a matrix on every rank.
+std::vector<std::vector<int64_t>> traffic_matrix(Comm& world) {
+  const int n = world.size();
+  std::vector<int64_t> flat(static_cast<size_t>(n) * n, 0);
+  const auto& mine = world.traffic().bytes_to_rank;
+  for (int d = 0; d < n; ++d) flat[static_cast<size_t>(world.rank()) * n + d] = mine.at(d);
+  world.all_reduce_sum_host(flat);
+  std::vector<std::vector<int64_t>> m(n, std::vector<int64_t>(n));
+  for (int s = 0; s < n; ++s)
+    for (int d = 0; d < n; ++d) m[s][d] = flat[static_cast<size_t>(s) * n + d];
+  return m;
+}
+
+nlohmann::ordered_json traffic_json(const Config& c, const Topology& topo, std::vector<std::vector<int64_t>> m, int iterations) {
+  for (auto& row : m)
+    for (auto& b : row) b /= std::max(1, iterations);
+  const TrafficSummary s = summarize_traffic(topo, c.cluster.inter_node.nics_per_node, m);
+  return {{"per_iteration", true},
+          {"intra_node_bytes", s.intra_node_bytes},
+          {"inter_node_bytes", s.inter_node_bytes},
+          {"max_intra_node_link_bytes", s.max_intra_link_bytes},
+          {"max_inter_node_link_bytes", s.max_inter_link_bytes}};
+}
+
+// Global per-layer counts of one step, summed into `acc` (every layer is reported by one rank).
+void accumulate_load(Comm& world, const StepLoad& load, std::vector<std::vector<int64_t>>& chosen,
+                     std::vector<std::vector<int64_t>>& dropped) {
+  const size_t L = load.chosen.size(), E = L ? load.chosen[0].size() : 0;
+  std::vector<int64_t> flat;
+  for (size_t l = 0; l < L; ++l) flat.insert(flat.end(), load.chosen[l].begin(), load.chosen[l].end());
+  for (size_t l = 0; l < L; ++l) flat.insert(flat.end(), load.dropped[l].begin(), load.dropped[l].end());
+  world.all_reduce_sum_host(flat);
+  if (chosen.empty()) {
+    chosen.assign(L, std::vector<int64_t>(E, 0));
+    dropped = chosen;
+  }
+  for (size_t l = 0; l < L; ++l)
+    for (size_t e = 0; e < E; ++e) {
+      chosen[l][e] += flat[l * E + e];
+      dropped[l][e] += flat[(L + l) * E + e];
+    }
+}
+
+nlohmann::ordered_json load_json(const std::vector<std::vector<int64_t>>& chosen, const std::vector<std::vector<int64_t>>& dropped) {
+  nlohmann::ordered_json layers = nlohmann::ordered_json::array();
+  double worst = 1;
+  int64_t total_dropped = 0;
+  for (size_t l = 0; l < chosen.size(); ++l) {
+    const LoadSummary s = summarize_load(chosen[l]);
+    int64_t d = 0;
+    for (int64_t x : dropped[l]) d += x;
+    total_dropped += d;
+    worst = std::min(worst, s.balancedness);
+    layers.push_back({{"layer", l}, {"tokens_per_expert", chosen[l]}, {"dropped", d}, {"balancedness", s.balancedness}, {"cv", s.cv}});
+  }
+  return {{"scope", "one iteration (prefill + all decode steps), assignments chosen by top-k"},
+          {"min_balancedness", worst}, {"dropped_total", total_dropped}, {"layers", layers}};
+}
+
+struct CheckedPass {
+  std::vector<float> prefill;                 // rank 0
+  std::vector<std::vector<float>> decode;     // rank 0
+  std::vector<std::vector<int64_t>> chosen, dropped;
+  std::vector<std::vector<std::vector<int64_t>>> chosen_per_step;  // [step][L][E]
+};
+
+// An untimed iteration that gathers outputs (when needed) and routing counts.
+CheckedPass checked_pass(Strategy& s, const Config& c, ComputeBackend& compute, Comm& world, bool gather) {
+  PhaseTimer timer(compute);
+  CheckedPass p;
+  s.reset();
+  s.prefill(timer);
+  timer.finish_step();
+  if (gather) p.prefill = s.gather_output();
+  auto record = [&] {
+    std::vector<std::vector<int64_t>> ch, dr;
+    accumulate_load(world, s.step_load(), ch, dr);
+    if (p.chosen.empty()) {
+      p.chosen = ch;
+      p.dropped = dr;
+    } else {
+      for (size_t l = 0; l < ch.size(); ++l)
+        for (size_t e = 0; e < ch[l].size(); ++e) {
+          p.chosen[l][e] += ch[l][e];
+          p.dropped[l][e] += dr[l][e];
+        }
+    }
+    p.chosen_per_step.push_back(ch);
+  };
+  record();
+  for (int step = 0; step < c.workload.decode_steps; ++step) {
+    s.decode_step(timer);
+    timer.finish_step();
+    if (gather) p.decode.push_back(s.gather_output());
+    record();
+  }
+  return p;
+}
+
+double tolerance_for(const ComputeBackend& compute) { return compute.dtype() == DType::f32 ? 1e-4 : 2e-2; }
+
+nlohmann::ordered_json verify(const CheckedPass& p, const ReferenceOutputs& ref, double tol) {
+  double err = max_relative_error(p.prefill, ref.prefill);
+  nlohmann::ordered_json decode_errors = nlohmann::ordered_json::array();
+  for (size_t t = 0; t < p.decode.size(); ++t) {
+    const double e = max_relative_error(p.decode[t], ref.decode.at(t));
+    decode_errors.push_back(e);
+    err = std::isnan(e) || e > err ? e : err;
+  }
+  bool routing_matches = p.chosen_per_step.size() == ref.chosen.size();
+  for (size_t t = 0; routing_matches && t < ref.chosen.size(); ++t) routing_matches = p.chosen_per_step[t] == ref.chosen[t];
+  const bool passed = !std::isnan(err) && err <= tol;
+  return {{"checked", true}, {"max_rel_error", std::isnan(err) ? -1.0 : err}, {"tolerance", tol},
+          {"prefill_max_rel_error", max_relative_error(p.prefill, ref.prefill)}, {"decode_max_rel_error", decode_errors},
+          {"routing_matches_reference", routing_matches}, {"passed", passed}};
+}
+
+void dump_outputs(const std::string& dir, const std::string& name, const CheckedPass& p, const Config& c,
+                  nlohmann::ordered_json& index) {
+  const int64_t d = c.model.hidden;
+  const int64_t B = c.workload.batch_sequences;
+  write_npy(dir + "/" + name + ".prefill.npy", p.prefill, B * c.workload.prompt_tokens, d);
+  std::vector<float> dec;
+  for (const auto& s : p.decode) dec.insert(dec.end(), s.begin(), s.end());
+  write_npy(dir + "/" + name + ".decode.npy", dec, B * static_cast<int64_t>(p.decode.size()), d);
+  index[name] = {{"prefill", name + ".prefill.npy"}, {"prefill_shape", {B * c.workload.prompt_tokens, d}},
+                 {"decode", name + ".decode.npy"}, {"decode_shape", {B * static_cast<int64_t>(p.decode.size()), d}}};
+}
+
+}  // namespace
+
+RunOutcome run_strategies(const Config& config, const RunOptions& options, ComputeBackend& compute, Comm& world) {
+  RunOutcome outcome;
+  ReferenceCache references(config);
+  const Topology topo = Topology::from_config(config.cluster);
+  const bool gather = options.verify || !options.dump_dir.empty();
+  nlohmann::ordered_json dump_index;
+  const double tol = tolerance_for(compute);
+
+  for (size_t si = 0; si < config.strategies.size(); ++si) {
+    const StrategyConfig& spec = config.strategies[si];
+    StrategyContext ctx{config, spec, compute, world, topo};
+    compute.reset_peak_allocated();  // memory is reported per strategy
+    std::unique_ptr<Strategy> strategy = make_strategy(ctx);
+
+    world.traffic().reset();
+    compute.reset_counters();
+    const StepTimes times = measure(*strategy, config, compute, world);
+    std::vector<int64_t> flops{compute.flops()};
+    world.all_reduce_sum_host(flops);
+    const auto traffic = traffic_matrix(world);
+
+    CheckedPass pass = checked_pass(*strategy, config, compute, world, gather);
+    nlohmann::ordered_json verification = {{"checked", false}};
+    bool passed = true;
+    if (world.rank() == 0) {
+      if (options.verify) {
+        verification = verify(pass, references.get(spec.load_balancing), tol);
+        passed = verification["passed"].get<bool>();
+      }
+      if (!options.dump_dir.empty()) dump_outputs(options.dump_dir, spec.name, pass, config, dump_index);
+    }
+    std::vector<double> failed{passed ? 0.0 : 1.0};
+    world.all_reduce_max_host(failed);
+    if (failed[0] > 0) outcome.all_verified = false;
+
+    const int iters = config.run.iterations;
+    const int steps = config.workload.decode_steps;
+    nlohmann::ordered_json phases = {
+        {"prefill", phases_json(world, times.prefill_phases, times.prefill_wall_ms, iters)},
+        {"decode_step", phases_json(world, times.decode_phases, times.decode_wall_ms, double(iters) * steps)}};
+    std::vector<double> mem{double(compute.peak_allocated_bytes())}, mem_sum = mem;
+    world.all_reduce_max_host(mem);
+    world.all_reduce_sum_host(mem_sum);
+    if (world.rank() != 0) continue;
+
+    const Summary prefill_s = summarize(times.prefill_ms);
+    const Summary tpot = summarize(times.decode_ms);
+    const int64_t prefill_tokens = int64_t(config.workload.batch_sequences) * config.workload.prompt_tokens;
+    const double decode_total_s = [&] { double s = 0; for (double v : times.decode_ms) s += v; return s / 1e3; }();
+    const double iteration_s = (prefill_s.mean * iters / 1e3 + decode_total_s) / iters;
+    const double flops_per_iter = double(flops[0]) / iters;
+    const double achieved_tflops = iteration_s > 0 ? flops_per_iter / iteration_s / 1e12 : 0;
+    const double peak_tflops = config.cluster.gpu.peak_tflops * world.size();
+    const MemoryEstimate est = estimate_memory(config, spec, world.size(), dtype_bytes(compute.dtype()));
+
+    nlohmann::ordered_json r;
+    r["name"] = spec.name;
+    r["kind"] = strategy->kind();
+    r["layout"] = strategy->layout();
+    r["prefill"] = {{"tokens", prefill_tokens},
+                    {"time_s", {{"mean", prefill_s.mean / 1e3}, {"min", prefill_s.min / 1e3}, {"max", prefill_s.max / 1e3}}},
+                    {"tokens_per_s", prefill_s.mean > 0 ? prefill_tokens / (prefill_s.mean / 1e3) : 0}};
+    r["decode"] = {{"batch", config.workload.batch_sequences},
+                   {"steps", steps},
+                   {"tpot_ms", {{"mean", tpot.mean}, {"p50", tpot.p50}, {"p99", tpot.p99}}},
+                   {"tokens_per_s", decode_total_s > 0 ? double(config.workload.batch_sequences) * steps * iters / decode_total_s : 0}};
+    r["phases_ms"] = phases;
+    r["traffic"] = traffic_json(config, topo, traffic, iters);
+    r["load"] = load_json(pass.chosen, pass.dropped);
+    r["memory"] = {{"peak_allocated_bytes_max", int64_t(mem[0])}, {"peak_allocated_bytes_mean", int64_t(mem_sum[0] / world.size())},
+                   {"estimate_bytes", est.total_bytes()}, {"estimate_weights_bytes", est.weights_bytes},
+                   {"estimate_kv_cache_bytes", est.kv_cache_bytes}, {"estimate_activations_bytes", est.activations_bytes},
+                   {"estimate_comm_buffers_bytes", est.comm_buffers_bytes}};
+    r["efficiency"] = {{"flops_per_iteration", flops_per_iter}, {"achieved_tflops", achieved_tflops},
+                       {"peak_tflops", peak_tflops}, {"percent_of_peak", peak_tflops > 0 ? 100 * achieved_tflops / peak_tflops : 0},
+                       {"peak_source", "cluster.gpu.peak_tflops x world size"}};
+    r["verification"] = verification;
+    outcome.strategies.push_back(r);
+  }
+  if (world.rank() == 0 && !options.dump_dir.empty()) {
+    if (options.verify) {
+      const ReferenceOutputs& ref = references.get(config.strategies.front().load_balancing);
+      CheckedPass rp;
+      rp.prefill = ref.prefill;
+      rp.decode = ref.decode;
+      dump_outputs(options.dump_dir, "reference", rp, config, dump_index);
+    }
+    dump_index["order"] = "global token order: sequence-major, then position; decode is step-major then sequence";
+    write_file_atomic(options.dump_dir + "/index.json", dump_index.dump(2) + "\n");
+  }
+  return outcome;
+}
+
+nlohmann::ordered_json compare_strategies(const nlohmann::ordered_json& strategies) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  if (strategies.size() < 2) return out;
+  const auto& base = strategies[0];
+  auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+  for (size_t i = 1; i < strategies.size(); ++i) {
+    const auto& s = strategies[i];
+    out.push_back({{"name", s["name"]}, {"vs", base["name"]},
+                   {"tps_ratio", ratio(s["decode"]["tokens_per_s"], base["decode"]["tokens_per_s"])},
+                   {"tpot_ratio", ratio(base["decode"]["tpot_ms"]["mean"], s["decode"]["tpot_ms"]["mean"])},
+                   {"prefill_tps_ratio", ratio(s["prefill"]["tokens_per_s"], base["prefill"]["tokens_per_s"])}});
+  }
+  return out;
+}
+
+}  // namespace moe

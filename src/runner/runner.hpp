@@ -1,0 +1,32 @@
+// The measurement loop: for every strategy of the config, build it, warm up, run measured
+// iterations with per-phase timers, reduce over ranks, run one checked pass (verification against
+// the single-rank reference, load counts, optional output dump) and assemble its results JSON entry.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/backend.hpp"
+#include "core/config.hpp"
+
+namespace moe {
+
+struct RunOptions {
+  bool verify = true;
+  std::string dump_dir;   // empty: no dump
+};
+
+struct RunOutcome {
+  nlohmann::ordered_json strategies = nlohmann::ordered_json::array();  // on world rank 0
+  bool all_verified = true;   // same on every rank
+};
+
+// Collective over `world`. Results are complete on world rank 0.
+RunOutcome run_strategies(const Config& config, const RunOptions& options, ComputeBackend& compute, Comm& world);
+
+// proposed-vs-baseline ratios for every ordered pair where the first strategy is not the first
+// listed one: [{name, vs, tps_ratio, tpot_ratio, prefill_tps_ratio}].
+nlohmann::ordered_json compare_strategies(const nlohmann::ordered_json& strategies);
+
+}  // namespace moe

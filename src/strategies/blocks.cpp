@@ -1,0 +1,110 @@
+// Weight upload, attention block, expert bank and gate (see blocks.hpp).
+#include "strategies/blocks.hpp"
+
+#include <algorithm>
+
+#include "core/error.hpp"
+
+namespace moe {
+
+DeviceMat load_weight(ComputeBackend& compute, const ModelConfig& m, int layer, WeightKind kind, int expert,
+                      int64_t row0, int64_t rows, int64_t col0, int64_t cols) {
+  const WeightShape full = weight_shape(m, kind);
+  const std::vector<float> host = generate_block(m.seed, layer, kind, expert, full.rows, full.cols, row0, rows, col0, cols);
+  DeviceMat w = compute.alloc_mat(rows, cols);
+  compute.upload(host.data(), w.view, Stream::compute);
+  compute.synchronize(Stream::compute);  // `host` goes out of scope
+  return w;
+}
+
+AttentionBlock::AttentionBlock(ComputeBackend& compute, const ModelConfig& m, int layer, int head0, int num_heads,
+                               int num_seq, int max_len, int64_t max_tokens)
+    : compute_(compute), num_heads_(num_heads), head_dim_(m.head_dim), max_len_(max_len) {
+  const int64_t d = m.hidden;
+  const int64_t c0 = int64_t(head0) * m.head_dim;
+  const int64_t hd = int64_t(num_heads) * m.head_dim;
+  wq_ = load_weight(compute, m, layer, WeightKind::wq, 0, 0, d, c0, hd);
+  wk_ = load_weight(compute, m, layer, WeightKind::wk, 0, 0, d, c0, hd);
+  wv_ = load_weight(compute, m, layer, WeightKind::wv, 0, 0, d, c0, hd);
+  wo_ = load_weight(compute, m, layer, WeightKind::wo, 0, c0, hd, 0, d);
+  k_cache_ = compute.alloc_mat(int64_t(num_seq) * max_len, hd);
+  v_cache_ = compute.alloc_mat(int64_t(num_seq) * max_len, hd);
+  q_ = compute.alloc_mat(max_tokens, hd);
+  k_ = compute.alloc_mat(max_tokens, hd);
+  v_ = compute.alloc_mat(max_tokens, hd);
+  ctx_ = compute.alloc_mat(max_tokens, hd);
+}
+
+void AttentionBlock::forward(const Mat& z, int seq0, int n_seq, int past_len, int new_len, const Mat& out) {
+  const int64_t rows = int64_t(n_seq) * new_len;
+  MOE_REQUIRE(z.rows == rows && out.rows == rows, "attention block: rows must be n_seq*new_len");
+  const Mat q = q_.slice_rows(0, rows), k = k_.slice_rows(0, rows), v = v_.slice_rows(0, rows);
+  const Mat ctx = ctx_.slice_rows(0, rows);
+  compute_.gemm(z, wq_.view, q, false);
+  compute_.gemm(z, wk_.view, k, false);
+  compute_.gemm(z, wv_.view, v, false);
+  const int64_t cache0 = int64_t(seq0) * max_len_, cache_rows = int64_t(n_seq) * max_len_;
+  compute_.attention(q, k, v, k_cache_.slice_rows(cache0, cache_rows), v_cache_.slice_rows(cache0, cache_rows), n_seq,
+                     past_len, new_len, max_len_, num_heads_, head_dim_, ctx);
+  compute_.gemm(ctx, wo_.view, out, false);
+}
+
+ExpertBank::ExpertBank(ComputeBackend& compute, const ModelConfig& m, int layer, const std::vector<int>& experts,
+                       int64_t col0, int64_t cols, int64_t max_rows)
+    : compute_(compute), experts_(experts) {
+  for (int e : experts) {
+    w1_.push_back(load_weight(compute, m, layer, WeightKind::w1, e, 0, m.hidden, col0, cols));
+    w2_.push_back(load_weight(compute, m, layer, WeightKind::w2, e, col0, cols, 0, m.hidden));
+  }
+  hidden_ = compute.alloc_mat(std::max<int64_t>(max_rows, 1), cols);
+}
+
+void ExpertBank::run(const Mat& x, const std::vector<int64_t>& rows_per_expert, const Mat& out) {
+  MOE_REQUIRE(rows_per_expert.size() == experts_.size(), "expert bank: one row count per hosted expert");
+  int64_t row = 0;
+  const int64_t block = hidden_.view.rows;
+  for (size_t i = 0; i < experts_.size(); ++i) {
+    // Rows beyond the scratch size are processed in blocks (rows are independent).
+    for (int64_t done = 0; done < rows_per_expert[i];) {
+      const int64_t n = std::min(block, rows_per_expert[i] - done);
+      const Mat h = hidden_.slice_rows(0, n);
+      compute_.gemm(x.slice_rows(row, n), w1_[i].view, h, false);
+      compute_.silu(h);
+      compute_.gemm(h, w2_[i].view, out.slice_rows(row, n), false);
+      row += n;
+      done += n;
+    }
+  }
+  MOE_REQUIRE(row <= x.rows && row <= out.rows, "expert bank: row counts exceed the input");
+}
+
+GrowableMat::GrowableMat(ComputeBackend& compute, int64_t initial_rows, int64_t cols)
+    : compute_(compute), cols_(cols), mat_(compute.alloc_mat(std::max<int64_t>(initial_rows, 1), cols)) {}
+
+Mat GrowableMat::rows(int64_t n) {
+  if (n > mat_.view.rows) {
+    const int64_t grown = std::max(n, mat_.view.rows * 3 / 2);
+    compute_.synchronize_all();  // no queued work may still use the old storage
+    mat_ = DeviceMat{};          // release first so peak memory does not hold both
+    mat_ = compute_.alloc_mat(grown, cols_);
+  }
+  return mat_.slice_rows(0, n);
+}
+
+Gate::Gate(ComputeBackend& compute, const ModelConfig& m, int layer, int64_t max_tokens)
+    : compute_(compute), model_(m) {
+  wg_ = load_weight(compute, m, layer, WeightKind::gate, 0, 0, m.hidden, 0, m.experts);
+  logits_ = compute.alloc_mat(max_tokens, m.experts);
+}
+
+Routing Gate::route(const Mat& z, const std::vector<double>& multipliers) {
+  const Mat logits = logits_.slice_rows(0, z.rows);
+  compute_.gemm(z, wg_.view, logits, false);
+  host_logits_.resize(static_cast<size_t>(logits.elements()));
+  compute_.download(logits, host_logits_.data(), Stream::compute);
+  compute_.synchronize(Stream::compute);
+  softmax_rows(host_logits_, static_cast<int>(z.rows), model_.experts);
+  return route_top_k(host_logits_, static_cast<int>(z.rows), model_.experts, model_.top_k, multipliers, model_.renormalize);
+}
+
+}  // namespace moe
