@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "backend/factory.hpp"
+#include "cli/command.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/mpi_session.hpp"
@@ -164,9 +165,14 @@ int main(int argc, char** argv) {
     return mpi.rank() == 0 ? app.exit(e) : (e.get_exit_code() == 0 ? 0 : 2);
   }
 
+  // Further subcommands register here: commands.push_back(add_xxx_command(app));
+  std::vector<moe::Command> commands;
+
   try {
     if (*run_cmd) return cmd_run(mpi, run, args);
     if (*val_cmd) return cmd_validate(mpi, val);
+    for (auto& c : commands)
+      if (*c.app) return c.run(mpi, args);
   } catch (const moe::ConfigError& e) {
     // Raised identically on every rank (deterministic input checks): report once, exit together.
     if (mpi.rank() == 0) std::cerr << "moe-bench: error: " << e.what() << "\n";

@@ -308,6 +308,10 @@ void validate_strategy(const Config& c, const StrategyConfig& s, const std::stri
     if (c.model.attention && c.model.heads % s.tp != 0)
       throw ConfigError(sub(path, "tp"), "model.heads = " + std::to_string(c.model.heads) +
                                              " is not divisible by tp = " + std::to_string(s.tp));
+    // Each expert's W1 columns / W2 rows are split evenly over the tp ranks.
+    if (c.model.ffn_hidden % s.tp != 0)
+      throw ConfigError(sub(path, "tp"), "model.ffn_hidden = " + std::to_string(c.model.ffn_hidden) +
+                                             " is not divisible by tp = " + std::to_string(s.tp));
     if (batch % s.microbatches != 0)
       throw ConfigError(sub(path, "microbatches"), "workload.batch_sequences = " + std::to_string(batch) +
                                                        " is not divisible by microbatches = " +

@@ -316,6 +316,10 @@ TEST_CASE("config: validation rules", "[config][validate]") {
     j["model"]["heads"] = 3;
     validate_fails(j, "strategies[0].tp", "model.heads = 3 is not divisible by tp = 2");
   }
+  SECTION("ffn_hidden divisible by tp") {
+    j["model"]["ffn_hidden"] = 9;
+    validate_fails(j, "strategies[0].tp", "model.ffn_hidden = 9 is not divisible by tp = 2");
+  }
   SECTION("heads need not divide by tp without attention") {
     j["model"]["heads"] = 3;
     j["model"]["attention"] = false;

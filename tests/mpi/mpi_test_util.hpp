@@ -1,0 +1,64 @@
+// Helpers for MPI tests: build a config from the shipped CPU config plus JSON patches, run every
+// strategy through the real runner on the CPU backend, and return the results on rank 0.
+#pragma once
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <mpi.h>
+#include <nlohmann/json.hpp>
+
+#include "backend/factory.hpp"
+#include "core/config.hpp"
+#include "runner/runner.hpp"
+
+namespace moe::testing {
+
+inline int world_size() {
+  int n = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+inline int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+inline nlohmann::json load_json(const std::string& relative) {
+  std::ifstream in(std::string(MOE_SOURCE_DIR) + "/" + relative);
+  return nlohmann::json::parse(in);
+}
+
+// Runs `cfg_json` (validated for this world size) and returns the strategies array on rank 0.
+inline RunOutcome run_json(const nlohmann::json& cfg_json, const std::string& dump_dir = "") {
+  Config c = parse_config(cfg_json);
+  validate_for_run(c, world_size(), 4, "cpu");
+  Backends b = make_backends("cpu", c.model.dtype);
+  RunOptions o;
+  o.verify = true;
+  o.dump_dir = dump_dir;
+  return run_strategies(c, o, *b.compute, *b.world);
+}
+
+// A small model on `nodes x gpus` ranks with the given strategies.
+inline nlohmann::json small_config(int nodes, int gpus, int experts, int heads, int batch, nlohmann::json strategies) {
+  nlohmann::json j = load_json("configs/cpu-4rank.json");
+  j["name"] = "mpi-test";
+  j["model"]["experts"] = experts;
+  j["model"]["heads"] = heads;
+  j["model"]["head_dim"] = 16;
+  j["model"]["hidden"] = 96;
+  j["model"]["ffn_hidden"] = 192;
+  j["model"]["layers"] = 2;
+  j["workload"]["batch_sequences"] = batch;
+  j["workload"]["prompt_tokens"] = 6;
+  j["workload"]["decode_steps"] = 3;
+  j["cluster"]["nodes"] = nodes;
+  j["cluster"]["gpus_per_node"] = gpus;
+  j["strategies"] = std::move(strategies);
+  j["run"]["iterations"] = 1;
+  return j;
+}
+
+}  // namespace moe::testing
