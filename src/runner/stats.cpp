@@ -54,12 +54,14 @@ double max_relative_error(const std::vector<float>& a, const std::vector<float>&
   MOE_REQUIRE(a.size() == ref.size(), "output has " + std::to_string(a.size()) + " values, reference has " +
                                           std::to_string(ref.size()));
   double max_diff = 0, max_ref = 0;
+  bool any_nan = false;  // a NaN anywhere is a failure, whatever comes after it
   for (size_t i = 0; i < a.size(); ++i) {
     const double d = std::fabs(static_cast<double>(a[i]) - ref[i]);
-    if (!(d <= max_diff)) max_diff = d;  // NaN propagates as failure
+    any_nan |= std::isnan(d);
+    max_diff = std::max(max_diff, d);
     max_ref = std::max(max_ref, std::fabs(static_cast<double>(ref[i])));
   }
-  if (std::isnan(max_diff)) return max_diff;
+  if (any_nan) return NAN;
   if (max_ref == 0) return max_diff == 0 ? 0 : INFINITY;
   return max_diff / max_ref;
 }
