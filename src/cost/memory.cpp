@@ -11,9 +11,13 @@ namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Decimal units, one decimal; GB from 0.1 GB up so limits read in the config's unit (memory_gb).
 std::string gb(int64_t bytes) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.1f GB", static_cast<double>(bytes) / 1e9);
+  const double b = static_cast<double>(bytes);
+  if (b >= 1e8 || b == 0) std::snprintf(buf, sizeof buf, "%.1f GB", b / 1e9);
+  else if (b >= 1e5) std::snprintf(buf, sizeof buf, "%.1f MB", b / 1e6);
+  else std::snprintf(buf, sizeof buf, "%.1f KB", b / 1e3);
   return buf;
 }
 

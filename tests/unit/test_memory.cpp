@@ -105,14 +105,18 @@ TEST_CASE("memory: single-rank FP32 reference, by hand", "[memory]") {
   CHECK(m.total_bytes() == 7076);
 }
 
-TEST_CASE("memory: describe formats GB with one decimal", "[memory]") {
+TEST_CASE("memory: describe formats decimal units with one decimal", "[memory]") {
   moe::MemoryEstimate m;
   m.weights_bytes = 1'234'000'000;
   m.kv_cache_bytes = 84'060'000'000;
   m.activations_bytes = 49'000'000;
   m.comm_buffers_bytes = 0;
   CHECK(m.describe() ==
-        "weights 1.2 GB + KV cache 84.1 GB + activations 0.0 GB + comm buffers 0.0 GB = 85.3 GB");
+        "weights 1.2 GB + KV cache 84.1 GB + activations 49.0 MB + comm buffers 0.0 GB = 85.3 GB");
+  m.weights_bytes = 2'500;
+  m.kv_cache_bytes = 0;
+  m.activations_bytes = 0;
+  CHECK(m.describe() == "weights 2.5 KB + KV cache 0.0 GB + activations 0.0 GB + comm buffers 0.0 GB = 2.5 KB");
 }
 
 TEST_CASE("memory: the paper's workload needs far more than 80 GB per rank", "[memory]") {
