@@ -60,8 +60,8 @@ class EpStrategy : public Strategy {
     send_idx_ = compute_.alloc_index(local_tokens * m_.top_k);
     combine_slot_ = compute_.alloc_index(local_tokens * m_.top_k);
     combine_w_ = compute_.alloc_weights(local_tokens * m_.top_k);
-    regroup_idx_ = std::make_unique<std::vector<int32_t>>();
     last_idx_ = compute_.alloc_index(local_seqs_);
+    next_input_ = compute_.alloc_mat(local_seqs_, d);
     prompt_ = compute_.alloc_mat(local_tokens, d);
     const auto host = generate_prompt_rows(m_, w_.batch_sequences, w_.prompt_tokens, int64_t(rank_) * local_tokens, local_tokens);
     compute_.upload(host.data(), prompt_.view, Stream::compute);
@@ -116,11 +116,8 @@ class EpStrategy : public Strategy {
     compute_.rms_norm(next_input_view(), next_input_view());
   }
 
-  // The last-position rows are staged in z_'s tail-free region: a dedicated [local_seqs x d] view.
-  Mat next_input_view() {
-    if (!next_input_.buffer.data()) next_input_ = compute_.alloc_mat(local_seqs_, m_.hidden);
-    return next_input_.view;
-  }
+  // Next decode input of every local sequence: [local_seqs x d].
+  Mat next_input_view() const { return next_input_.view; }
 
   void layer_forward(PhaseTimer& timer, int l, const Mat& x, int new_len, int64_t step_tokens) {
     EpLayer& L = layers_[l];
@@ -245,7 +242,6 @@ class EpStrategy : public Strategy {
   std::unique_ptr<GrowableMat> recv_, regrouped_, expert_out_;
   DeviceIndex send_idx_, combine_slot_, last_idx_, regroup_dev_;
   DeviceWeights combine_w_;
-  std::unique_ptr<std::vector<int32_t>> regroup_idx_;
   int64_t regroup_n_ = 0;
 };
 
