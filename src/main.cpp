@@ -98,6 +98,7 @@ int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& a
     ctx.mpi = mpi.library_version();
     ctx.argv = argv;
     ctx.notice = backends.notice;
+    ctx.runtime_json = backends.runtime_json;
     const auto results = make_results(ctx, config, outcome.strategies, compare_strategies(outcome.strategies));
     print_table(std::cout, results);
     if (!a.out_path.empty()) {
@@ -159,18 +160,24 @@ int main(int argc, char** argv) {
   val_cmd->add_option("--backend", val.backend, "Override run.backend: auto | cpu | cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
 
+  std::string selftest_backend = "cuda";
+  CLI::App* self_cmd = app.add_subcommand(
+      "selftest", "Check every kernel and collective of a GPU backend against the CPU backend (run under mpirun)");
+  self_cmd->add_option("--backend", selftest_backend, "Backend to check (cuda)")->check(CLI::IsMember({"cuda"}));
+
+  // Further subcommands register here: commands.push_back(add_xxx_command(app));
+  std::vector<moe::Command> commands;
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return mpi.rank() == 0 ? app.exit(e) : (e.get_exit_code() == 0 ? 0 : 2);
   }
 
-  // Further subcommands register here: commands.push_back(add_xxx_command(app));
-  std::vector<moe::Command> commands;
-
   try {
     if (*run_cmd) return cmd_run(mpi, run, args);
     if (*val_cmd) return cmd_validate(mpi, val);
+    if (*self_cmd) return moe::run_backend_selftest(selftest_backend, std::cout);
     for (auto& c : commands)
       if (*c.app) return c.run(mpi, args);
   } catch (const moe::ConfigError& e) {

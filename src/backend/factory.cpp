@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #ifdef MOE_HAVE_CUDA
 #include "backend/cuda/cuda_factory.hpp"
+#include "backend/cuda/selftest.hpp"
 #endif
 
 namespace moe {
@@ -25,7 +26,10 @@ Backends make_backends(const std::string& requested, const std::string& model_dt
   if (requested == "cuda" || requested == "auto") {
 #ifdef MOE_HAVE_CUDA
     b = make_cuda_backends(model_dtype, requested == "cuda");
-    if (b.compute) return b;
+    if (b.compute) {
+      b.runtime_json = cuda_versions_json_fragment();
+      return b;
+    }
 #else
     (void)model_dtype;
     if (requested == "cuda")
@@ -36,6 +40,16 @@ Backends make_backends(const std::string& requested, const std::string& model_dt
   b.compute = make_cpu_compute();
   b.world = make_mpi_world_comm(*b.compute);
   return b;
+}
+
+int run_backend_selftest(const std::string& backend, std::ostream& out) {
+  if (backend != "cuda") throw ConfigError("--backend", "selftest checks the cuda backend against cpu; got '" + backend + "'");
+#ifdef MOE_HAVE_CUDA
+  return run_cuda_selftest(out);
+#else
+  out << "selftest: this binary was built without the CUDA backend (MOE_ENABLE_CUDA=OFF or nvcc not found)\n";
+  return 2;
+#endif
 }
 
 }  // namespace moe

@@ -27,7 +27,11 @@ nlohmann::ordered_json make_results(const RunContext& ctx, const Config& config,
   nlohmann::ordered_json c = {{"mode", ctx.mode}, {"backend", ctx.backend}, {"compute_dtype", ctx.compute_dtype},
                               {"world_size", ctx.world_size}, {"hosts", ctx.hosts}, {"devices", ctx.devices},
                               {"mpi", ctx.mpi}};
-  if (!ctx.nccl.empty()) c["nccl"] = ctx.nccl;
+  if (!ctx.runtime_json.empty()) {
+    const auto rt = nlohmann::ordered_json::parse(ctx.runtime_json);
+    c["cuda"] = rt;
+    if (rt.contains("nccl")) c["nccl"] = rt["nccl"];
+  }
   c["argv"] = ctx.argv;
   c["timestamp"] = utc_timestamp();
   if (!ctx.notice.empty()) c["notice"] = ctx.notice;

@@ -18,7 +18,7 @@ struct RunContext {
   std::vector<std::string> hosts;         // per rank
   std::vector<std::string> devices;       // per rank or one entry
   std::string mpi;
-  std::string nccl;                       // empty when not used
+  std::string runtime_json;               // cuda: {"cuda_driver", "cuda_runtime", "cublas", "nccl", "devices"}
   std::vector<std::string> argv;
   std::string notice;                     // e.g. backend fallback
 };

@@ -1,0 +1,484 @@
+// CudaComputeBackend: resource lifetime, memory accounting, host <-> device conversion, cuBLAS
+// products, kernel dispatch with Mat-level checks, events and error-aware synchronisation.
+#include "backend/cuda/cuda_compute.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/launch_math.hpp"
+#include "core/error.hpp"
+
+#if __has_include(<nvtx3/nvToolsExt.h>)
+#include <nvtx3/nvToolsExt.h>
+#define MOE_HAVE_NVTX 1
+#endif
+
+namespace moe {
+namespace {
+
+constexpr float kRmsEps = 1e-5f;
+
+void require_ok(const std::string& problem) { MOE_REQUIRE(problem.empty(), problem); }
+
+double env_number(const char* name, double fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const double x = std::strtod(v, &end);
+  if (end == v || *end != '\0' || x < 0) throw ConfigError(name, std::string("expected a non-negative number, got '") + v + "'");
+  return x;
+}
+
+// Clears a not-ready status some runtimes leave as the last error after polling, keeping real errors.
+void clear_not_ready() {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess && e != cudaErrorNotReady) throw_cuda_error(e, "cudaGetLastError()", __FILE__, __LINE__);
+}
+
+}  // namespace
+
+CudaBackendOptions cuda_backend_options_from_env() {
+  CudaBackendOptions o;
+  o.attention_workspace_bytes =
+      static_cast<int64_t>(env_number("MOE_CUDA_ATTENTION_WORKSPACE_MB", double(o.attention_workspace_bytes >> 20)) * (1 << 20));
+  o.staging_bytes = static_cast<int64_t>(env_number("MOE_CUDA_STAGING_MB", double(o.staging_bytes >> 20)) * (1 << 20));
+  o.sync_timeout_s = env_number("MOE_CUDA_SYNC_TIMEOUT_S", o.sync_timeout_s);
+  if (o.staging_bytes < 4096) throw ConfigError("MOE_CUDA_STAGING_MB", "staging buffer must be at least 4 KiB");
+  return o;
+}
+
+CudaComputeBackend::CudaComputeBackend(DType dtype, int device, CudaBackendOptions options)
+    : dtype_(dtype), device_(device), options_(options) {
+  MOE_REQUIRE(options_.staging_bytes >= 4096 && options_.attention_workspace_bytes >= 4096 && options_.initial_events >= 0,
+              "cuda backend: workspace sizes must be at least 4 KiB");
+  try {
+    MOE_CUDA_CHECK(cudaSetDevice(device_));
+    cudaDeviceProp prop{};
+    MOE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+    char bus[32] = {0};
+    MOE_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof(bus), device_));
+    char text[512];
+    std::snprintf(text, sizeof(text), "%s (device %d, sm_%d%d, %.1f GiB, PCI %s, %s)", prop.name, device_, prop.major,
+                  prop.minor, double(prop.totalGlobalMem) / double(1 << 30), bus, dtype_name(dtype_));
+    description_ = text;
+
+    // Communication streams get the higher priority so that NCCL kernels are scheduled promptly
+    // while the compute stream keeps the SMs busy (overlap).
+    int least = 0, greatest = 0;
+    MOE_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    for (int i = 0; i < kNumStreams; ++i) {
+      const int priority = i == static_cast<int>(Stream::compute) ? least : greatest;
+      MOE_CUDA_CHECK(cudaStreamCreateWithPriority(&streams_[i], cudaStreamNonBlocking, priority));
+      MOE_CUBLAS_CHECK(cublasCreate(&blas_[i]));
+      MOE_CUBLAS_CHECK(cublasSetStream(blas_[i], streams_[i]));
+    }
+    events_.resize(options_.initial_events, nullptr);
+    for (auto& e : events_) MOE_CUDA_CHECK(cudaEventCreate(&e));
+    for (SharedScratch* s : {&staging_, &attention_}) {
+      s->bytes = s == &staging_ ? options_.staging_bytes : options_.attention_workspace_bytes;
+      MOE_CUDA_CHECK(cudaMalloc(&s->data, static_cast<size_t>(s->bytes)));
+      MOE_CUDA_CHECK(cudaEventCreateWithFlags(&s->released, cudaEventDisableTiming));
+    }
+    void* word = nullptr;
+    MOE_CUDA_CHECK(cudaHostAlloc(&word, sizeof(cuda::DeviceErrorWord), cudaHostAllocMapped));
+    error_word_host_ = static_cast<cuda::DeviceErrorWord*>(word);
+    *error_word_host_ = cuda::DeviceErrorWord{0, 0, 0};
+    void* dev = nullptr;
+    MOE_CUDA_CHECK(cudaHostGetDevicePointer(&dev, word, 0));
+    error_word_device_ = static_cast<cuda::DeviceErrorWord*>(dev);
+  } catch (...) {
+    destroy_resources();
+    throw;
+  }
+}
+
+CudaComputeBackend::~CudaComputeBackend() { destroy_resources(); }
+
+void CudaComputeBackend::destroy_resources() noexcept {
+  cudaSetDevice(device_);
+  for (cudaStream_t st : streams_)
+    if (st != nullptr) cudaStreamSynchronize(st);  // errors ignored: tearing down
+  for (auto& h : blas_)
+    if (h != nullptr) cublasDestroy(h), h = nullptr;
+  for (auto& e : events_)
+    if (e != nullptr) cudaEventDestroy(e), e = nullptr;
+  for (SharedScratch* s : {&staging_, &attention_}) {
+    if (s->data != nullptr) cudaFree(s->data), s->data = nullptr;
+    if (s->released != nullptr) cudaEventDestroy(s->released), s->released = nullptr;
+  }
+  for (auto& st : streams_)
+    if (st != nullptr) cudaStreamDestroy(st), st = nullptr;
+  if (error_word_host_ != nullptr) cudaFreeHost(error_word_host_), error_word_host_ = nullptr;
+}
+
+cudaStream_t CudaComputeBackend::stream(Stream s) const {
+  const int i = static_cast<int>(s);
+  MOE_REQUIRE(i >= 0 && i < kNumStreams, "unknown stream");
+  return streams_[i];
+}
+
+int64_t CudaComputeBackend::workspace_bytes() const { return staging_.bytes + attention_.bytes; }
+
+// ---- memory ----
+
+DeviceBuffer CudaComputeBackend::alloc_bytes(int64_t bytes) {
+  MOE_REQUIRE(bytes >= 0, "negative allocation");
+  const int64_t n = std::max<int64_t>(bytes, 256);  // never null, even for empty views
+  void* p = nullptr;
+  const cudaError_t rc = cudaMalloc(&p, static_cast<size_t>(n));
+  if (rc != cudaSuccess) {
+    (void)cudaGetLastError();  // allocation failure is not sticky; keep it out of later checks
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    throw Error("cuda backend: cannot allocate " + std::to_string(bytes) + " bytes on device " +
+                std::to_string(device_) + " (" + cudaGetErrorString(rc) + "; " + std::to_string(memory_->live_bytes) +
+                " bytes live, " + std::to_string(free_b) + " of " + std::to_string(total_b) + " bytes free)");
+  }
+  // Zero-initialised and complete before the buffer is used on any stream (allocation is setup work).
+  cudaError_t zrc = cudaMemsetAsync(p, 0, static_cast<size_t>(n), streams_[0]);
+  if (zrc == cudaSuccess) zrc = cudaStreamSynchronize(streams_[0]);
+  if (zrc != cudaSuccess) {
+    cudaFree(p);
+    throw_cuda_error(zrc, "cudaMemsetAsync(new allocation)", __FILE__, __LINE__);
+  }
+  memory_->live_bytes += bytes;
+  memory_->peak_bytes = std::max(memory_->peak_bytes, memory_->live_bytes);
+  auto counters = memory_;
+  std::shared_ptr<void> storage(p, [counters, bytes](void* q) {
+    cudaFree(q);  // cannot throw from a deleter; a failure here means the context is already gone
+    counters->live_bytes -= bytes;
+  });
+  return DeviceBuffer(storage, bytes);
+}
+
+DeviceMat CudaComputeBackend::alloc_mat(int64_t rows, int64_t cols) {
+  MOE_REQUIRE(rows >= 0 && cols >= 0, "alloc_mat: negative shape");
+  DeviceMat m;
+  m.buffer = alloc_bytes(rows * cols * dtype_bytes(dtype_));
+  m.view = Mat{m.buffer.data(), rows, cols, dtype_};
+  return m;
+}
+
+DeviceIndex CudaComputeBackend::alloc_index(int64_t size) {
+  DeviceIndex d;
+  d.buffer = alloc_bytes(size * 4);
+  d.view = IndexVec{static_cast<int32_t*>(d.buffer.data()), size};
+  return d;
+}
+
+DeviceWeights CudaComputeBackend::alloc_weights(int64_t size) {
+  DeviceWeights d;
+  d.buffer = alloc_bytes(size * 4);
+  d.view = WeightVec{static_cast<float*>(d.buffer.data()), size};
+  return d;
+}
+
+void CudaComputeBackend::acquire(SharedScratch& scratch, Stream s) {
+  const int i = static_cast<int>(s);
+  if (scratch.last_stream >= 0 && scratch.last_stream != i)
+    MOE_CUDA_CHECK(cudaStreamWaitEvent(stream(s), scratch.released, 0));
+}
+
+void CudaComputeBackend::release(SharedScratch& scratch, Stream s) {
+  MOE_CUDA_CHECK(cudaEventRecord(scratch.released, stream(s)));
+  scratch.last_stream = static_cast<int>(s);
+}
+
+// ---- host <-> device ----
+// The host side is pageable float32. fp32 matrices copy directly. fp16/bf16 go through the shared
+// fp32 device staging buffer in pieces: copy host -> staging, then a conversion kernel into the
+// destination (download: the reverse). Reusing the staging buffer between pieces is safe because
+// both steps of a piece are ordered on the same stream before the next piece's copy.
+
+void CudaComputeBackend::upload(const float* host, const Mat& dst, Stream s) {
+  require_ok(cuda::check_mat(dst, dtype_, "upload destination"));
+  const int64_t n = dst.elements();
+  if (n == 0) return;
+  MOE_REQUIRE(host != nullptr, "upload: null host pointer");
+  cudaStream_t st = stream(s);
+  if (dtype_ == DType::f32) {
+    MOE_CUDA_CHECK(cudaMemcpyAsync(dst.data, host, static_cast<size_t>(n) * 4, cudaMemcpyHostToDevice, st));
+    return;
+  }
+  acquire(staging_, s);
+  const int64_t piece = staging_.bytes / 4;
+  const int eb = dtype_bytes(dtype_);
+  for (int64_t off = 0; off < n; off += piece) {
+    const int64_t count = std::min(piece, n - off);
+    MOE_CUDA_CHECK(cudaMemcpyAsync(staging_.data, host + off, static_cast<size_t>(count) * 4, cudaMemcpyHostToDevice, st));
+    cuda::launch_convert_from_f32(static_cast<const float*>(staging_.data), static_cast<char*>(dst.data) + off * eb,
+                                  dtype_, count, st);
+  }
+  release(staging_, s);
+}
+
+void CudaComputeBackend::download(const Mat& src, float* host, Stream s) {
+  require_ok(cuda::check_mat(src, dtype_, "download source"));
+  const int64_t n = src.elements();
+  if (n == 0) return;
+  MOE_REQUIRE(host != nullptr, "download: null host pointer");
+  cudaStream_t st = stream(s);
+  // A copy into pageable memory blocks the host until the stream reaches it; waiting first through
+  // wait_stream keeps that wait interruptible by NCCL error polling.
+  if (dtype_ == DType::f32) {
+    wait_stream(s);
+    MOE_CUDA_CHECK(cudaMemcpyAsync(host, src.data, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToHost, st));
+    return;
+  }
+  acquire(staging_, s);
+  const int64_t piece = staging_.bytes / 4;
+  const int eb = dtype_bytes(dtype_);
+  for (int64_t off = 0; off < n; off += piece) {
+    const int64_t count = std::min(piece, n - off);
+    cuda::launch_convert_to_f32(static_cast<const char*>(src.data) + off * eb, dtype_, static_cast<float*>(staging_.data),
+                                count, st);
+    wait_stream(s);
+    MOE_CUDA_CHECK(cudaMemcpyAsync(host + off, staging_.data, static_cast<size_t>(count) * 4, cudaMemcpyDeviceToHost, st));
+  }
+  release(staging_, s);
+}
+
+void CudaComputeBackend::upload_index(const int32_t* host, const IndexVec& dst, Stream s) {
+  MOE_REQUIRE(dst.size >= 0, "upload_index: negative size");
+  if (dst.size == 0) return;
+  MOE_REQUIRE(host != nullptr && dst.data != nullptr, "upload_index: null pointer");
+  MOE_CUDA_CHECK(cudaMemcpyAsync(dst.data, host, static_cast<size_t>(dst.size) * 4, cudaMemcpyHostToDevice, stream(s)));
+}
+
+void CudaComputeBackend::upload_weights(const float* host, const WeightVec& dst, Stream s) {
+  MOE_REQUIRE(dst.size >= 0, "upload_weights: negative size");
+  if (dst.size == 0) return;
+  MOE_REQUIRE(host != nullptr && dst.data != nullptr, "upload_weights: null pointer");
+  MOE_CUDA_CHECK(cudaMemcpyAsync(dst.data, host, static_cast<size_t>(dst.size) * 4, cudaMemcpyHostToDevice, stream(s)));
+}
+
+// ---- kernels ----
+
+void CudaComputeBackend::gemm(const Mat& a, const Mat& b, const Mat& c, bool accumulate, Stream s) {
+  require_ok(cuda::check_mat(a, dtype_, "gemm a"));
+  require_ok(cuda::check_mat(b, dtype_, "gemm b"));
+  require_ok(cuda::check_mat(c, dtype_, "gemm c"));
+  require_ok(cuda::check_gemm(a, b, c));
+  const int64_t m = a.rows, n = b.cols, k = a.cols;
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (!accumulate) zero(c, s);
+    return;
+  }
+  // Row-major C = A B issued as column-major C^T = B^T A^T (see row_major_gemm).
+  const cuda::ColumnMajorGemm g = cuda::row_major_gemm(m, n, k);
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  const cudaDataType_t type = cuda::cuda_data_type(dtype_);
+  MOE_CUBLAS_CHECK(cublasGemmEx(blas(s), CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(g.m), static_cast<int>(g.n),
+                                static_cast<int>(g.k), &alpha, b.data, type, static_cast<int>(g.lda), a.data, type,
+                                static_cast<int>(g.ldb), &beta, c.data, type, static_cast<int>(g.ldc),
+                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  flops_ += 2 * m * n * k;
+}
+
+void CudaComputeBackend::rms_norm(const Mat& x, const Mat& y, Stream s) {
+  require_ok(cuda::check_mat(x, dtype_, "rms_norm x"));
+  require_ok(cuda::check_mat(y, dtype_, "rms_norm y"));
+  require_ok(cuda::check_same_shape(x, y, "rms_norm"));
+  require_ok(cuda::check_alias_or_disjoint(x, y, "rms_norm"));
+  cuda::launch_rms_norm(x.data, y.data, dtype_, x.rows, x.cols, kRmsEps, stream(s));
+}
+
+void CudaComputeBackend::silu(const Mat& x, Stream s) {
+  require_ok(cuda::check_mat(x, dtype_, "silu x"));
+  cuda::launch_silu(x.data, dtype_, x.elements(), stream(s));
+}
+
+void CudaComputeBackend::add(const Mat& y, const Mat& x, Stream s) {
+  require_ok(cuda::check_mat(y, dtype_, "add y"));
+  require_ok(cuda::check_mat(x, dtype_, "add x"));
+  require_ok(cuda::check_same_shape(y, x, "add"));
+  require_ok(cuda::check_alias_or_disjoint(x, y, "add"));
+  cuda::launch_add(y.data, x.data, dtype_, y.elements(), stream(s));
+}
+
+void CudaComputeBackend::copy(const Mat& src, const Mat& dst, Stream s) {
+  require_ok(cuda::check_mat(src, dtype_, "copy src"));
+  require_ok(cuda::check_mat(dst, dtype_, "copy dst"));
+  require_ok(cuda::check_same_shape(src, dst, "copy"));
+  if (src.elements() == 0 || src.data == dst.data) return;
+  MOE_REQUIRE(!cuda::ranges_overlap(src.data, src.bytes(), dst.data, dst.bytes()), "copy: operands partially overlap");
+  MOE_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, static_cast<size_t>(src.bytes()), cudaMemcpyDeviceToDevice, stream(s)));
+}
+
+void CudaComputeBackend::zero(const Mat& x, Stream s) {
+  require_ok(cuda::check_mat(x, dtype_, "zero x"));
+  if (x.elements() == 0) return;
+  MOE_CUDA_CHECK(cudaMemsetAsync(x.data, 0, static_cast<size_t>(x.bytes()), stream(s)));
+}
+
+void CudaComputeBackend::gather_rows(const Mat& src, const IndexVec& index, const Mat& dst, Stream s) {
+  require_ok(cuda::check_mat(src, dtype_, "gather_rows src"));
+  require_ok(cuda::check_mat(dst, dtype_, "gather_rows dst"));
+  require_ok(cuda::check_gather(src, index, dst));
+  cuda::launch_gather_rows(src.data, src.rows, index.data, dst.data, dst.rows, dst.cols, dtype_, error_word_device_,
+                           stream(s));
+}
+
+void CudaComputeBackend::weighted_combine(const Mat& src, const IndexVec& slot, const WeightVec& weight, int k,
+                                          const Mat& dst, bool accumulate, Stream s) {
+  require_ok(cuda::check_mat(src, dtype_, "weighted_combine src"));
+  require_ok(cuda::check_mat(dst, dtype_, "weighted_combine dst"));
+  require_ok(cuda::check_combine(src, slot, weight, k, dst));
+  cuda::launch_weighted_combine(src.data, src.rows, slot.data, weight.data, k, dst.data, dst.rows, dst.cols, accumulate,
+                                dtype_, error_word_device_, stream(s));
+}
+
+// Writes `src` (num_seq blocks of new_len rows) at positions past_len.. of each sequence's cache
+// block (max_len rows) with one strided copy. A source that already is that region is left alone.
+void CudaComputeBackend::append_to_cache(const Mat& src, const Mat& cache, int num_seq, int past_len, int new_len,
+                                         int max_len, cudaStream_t st) {
+  const int64_t row_bytes = cache.cols * dtype_bytes(dtype_);
+  char* dst = static_cast<char*>(cache.data) + int64_t(past_len) * row_bytes;
+  if (src.data == dst && (num_seq == 1 || new_len == max_len)) return;
+  MOE_REQUIRE(!cuda::ranges_overlap(src.data, src.bytes(), cache.data, cache.bytes()),
+              "attention: new keys/values overlap the cache outside their destination rows");
+  MOE_CUDA_CHECK(cudaMemcpy2DAsync(dst, static_cast<size_t>(max_len * row_bytes), src.data,
+                                   static_cast<size_t>(new_len * row_bytes), static_cast<size_t>(new_len * row_bytes),
+                                   static_cast<size_t>(num_seq), cudaMemcpyDeviceToDevice, st));
+}
+
+void CudaComputeBackend::attention(const Mat& q, const Mat& k_new, const Mat& v_new, const Mat& k_cache,
+                                   const Mat& v_cache, int num_seq, int past_len, int new_len, int max_len, int heads,
+                                   int head_dim, const Mat& out, Stream s) {
+  const Mat* operands[] = {&q, &k_new, &v_new, &k_cache, &v_cache, &out};
+  const char* names[] = {"attention q", "attention k_new", "attention v_new", "attention k_cache", "attention v_cache",
+                         "attention out"};
+  for (int i = 0; i < 6; ++i) require_ok(cuda::check_mat(*operands[i], dtype_, names[i]));
+  cuda::AttentionGeometry g;
+  g.num_seq = num_seq;
+  g.past_len = past_len;
+  g.new_len = new_len;
+  g.max_len = max_len;
+  g.heads = heads;
+  g.head_dim = head_dim;
+  require_ok(cuda::check_attention(q, k_new, v_new, k_cache, v_cache, g, out));
+  if (num_seq == 0 || new_len == 0) return;
+  cudaStream_t st = stream(s);
+  append_to_cache(k_new, k_cache, num_seq, past_len, new_len, max_len, st);
+  append_to_cache(v_new, v_cache, num_seq, past_len, new_len, max_len, st);
+  cuda::AttentionLaunch launch;
+  launch.geometry = g;
+  launch.q = q.data;
+  launch.k_cache = k_cache.data;
+  launch.v_cache = v_cache.data;
+  launch.out = out.data;
+  launch.dtype = dtype_;
+  launch.workspace = attention_.data;
+  launch.workspace_bytes = attention_.bytes;
+  acquire(attention_, s);
+  cuda::launch_attention(launch, blas(s), st);
+  release(attention_, s);
+  flops_ += cuda::attention_flops(g);
+}
+
+// ---- ordering, timing, errors ----
+
+Event CudaComputeBackend::record(Stream s) {
+  if (next_event_ == static_cast<int>(events_.size())) {
+    cudaEvent_t e = nullptr;  // the pool grows to the most events one step needs, then stays
+    MOE_CUDA_CHECK(cudaEventCreate(&e));
+    events_.push_back(e);
+  }
+  MOE_CUDA_CHECK(cudaEventRecord(events_[next_event_], stream(s)));
+  return Event{next_event_++};
+}
+
+cudaEvent_t CudaComputeBackend::event(Event e, const char* what) const {
+  MOE_REQUIRE(e.id >= 0 && e.id < next_event_, std::string(what) + ": unknown or recycled event " + std::to_string(e.id));
+  return events_[e.id];
+}
+
+void CudaComputeBackend::wait(Stream waiter, Event e) {
+  MOE_CUDA_CHECK(cudaStreamWaitEvent(stream(waiter), event(e, "wait"), 0));
+}
+
+double CudaComputeBackend::elapsed_ms(Event start, Event end) {
+  float ms = 0.0f;
+  const cudaError_t rc = cudaEventElapsedTime(&ms, event(start, "elapsed_ms"), event(end, "elapsed_ms"));
+  if (rc == cudaErrorNotReady) {
+    clear_not_ready();
+    throw Error("elapsed_ms: an event has not completed yet (synchronize its stream first)");
+  }
+  MOE_CUDA_CHECK(rc);
+  return ms;
+}
+
+// Waits for stream `s`. With communicators registered (or a timeout), polls instead of blocking so
+// that an NCCL failure of a peer surfaces here as an exception rather than an endless wait.
+void CudaComputeBackend::wait_stream(Stream s) {
+  cudaStream_t st = stream(s);
+  if (polls_.empty() && options_.sync_timeout_s <= 0) {
+    MOE_CUDA_CHECK(cudaStreamSynchronize(st));
+    return;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    const cudaError_t rc = cudaStreamQuery(st);
+    if (rc == cudaSuccess) break;
+    if (rc != cudaErrorNotReady) throw_cuda_error(rc, "cudaStreamQuery(stream)", __FILE__, __LINE__);
+    for (auto& poll : polls_) poll.second();
+    if (options_.sync_timeout_s > 0) {
+      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (waited > options_.sync_timeout_s)
+        throw Error("cuda backend: stream " + std::to_string(static_cast<int>(s)) + " did not finish within " +
+                    std::to_string(options_.sync_timeout_s) + " s (MOE_CUDA_SYNC_TIMEOUT_S); a peer may be stuck");
+    }
+    std::this_thread::yield();
+  }
+  clear_not_ready();
+}
+
+void CudaComputeBackend::check_device_errors() {
+  volatile cuda::DeviceErrorWord* w = error_word_host_;
+  const int code = w->code;
+  if (code == cuda::kNoDeviceError) return;
+  const int value = w->value;
+  const long long bound = w->bound;
+  w->code = cuda::kNoDeviceError;
+  const char* op = code == cuda::kBadGatherIndex ? "gather_rows index" : "weighted_combine slot";
+  throw Error(std::string("cuda backend: ") + op + " " + std::to_string(value) + " outside the " + std::to_string(bound) +
+              " source rows (detected on the device)");
+}
+
+void CudaComputeBackend::synchronize(Stream s) {
+  wait_stream(s);
+  check_device_errors();
+}
+
+void CudaComputeBackend::synchronize_all() {
+  for (int i = 0; i < kNumStreams; ++i) wait_stream(static_cast<Stream>(i));
+  check_device_errors();
+}
+
+int CudaComputeBackend::add_sync_poll(std::function<void()> poll) {
+  polls_[next_poll_id_] = std::move(poll);
+  return next_poll_id_++;
+}
+
+void CudaComputeBackend::remove_sync_poll(int id) { polls_.erase(id); }
+
+void CudaComputeBackend::range_push(const char* name) {
+#ifdef MOE_HAVE_NVTX
+  nvtxRangePushA(name);
+#else
+  (void)name;
+#endif
+}
+
+void CudaComputeBackend::range_pop() {
+#ifdef MOE_HAVE_NVTX
+  nvtxRangePop();
+#endif
+}
+
+}  // namespace moe
