@@ -9,6 +9,7 @@
 
 #include "backend/factory.hpp"
 #include "cli/command.hpp"
+#include "cli/place_command.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/mpi_session.hpp"
@@ -167,6 +168,7 @@ int main(int argc, char** argv) {
 
   // Further subcommands register here: commands.push_back(add_xxx_command(app));
   std::vector<moe::Command> commands;
+  commands.push_back(moe::add_place_command(app));
 
   try {
     app.parse(argc, argv);

@@ -12,6 +12,7 @@
 
 #include "core/error.hpp"
 #include "cost/memory.hpp"
+#include "placement/load_profile.hpp"
 
 namespace moe {
 namespace {
@@ -25,7 +26,7 @@ const std::vector<std::string> kPolicies = {"none", "paper"};
 const std::vector<std::string> kRoutings = {"gate"};
 
 const std::vector<std::string> kTpPpKeys = {"tp", "pp", "microbatches"};
-const std::vector<std::string> kEpKeys = {"ep", "expert_tp", "chunks", "placement"};
+const std::vector<std::string> kEpKeys = {"ep", "expert_tp", "chunks", "placement", "placement_profile"};
 
 // The single-rank FP32 reference runs on the host; beyond this it is not worth attempting.
 constexpr double kReferenceLimitGb = 64;
@@ -242,6 +243,8 @@ StrategyConfig parse_strategy(const json& j, const std::string& path) {
     r.read("expert_tp", s.expert_tp);
     r.read("chunks", s.chunks);
     r.read("placement", s.placement);
+    r.read("placement_profile", s.placement_profile);
+    if (!s.placement_profile.empty()) parse_routing_distribution(s.placement_profile, r.at("placement_profile"));
   }
   if (const json* lb = r.get("load_balancing", false)) s.load_balancing = parse_load_balancing(*lb, r.at("load_balancing"));
   return s;
@@ -322,6 +325,7 @@ void validate_strategy(const Config& c, const StrategyConfig& s, const std::stri
     if (s.expert_tp != 1) throw ConfigError(sub(path, "expert_tp"), "expert_tp > 1 is not supported yet");
     require_positive(sub(path, "chunks"), s.chunks);
     if (s.placement.empty()) throw ConfigError(sub(path, "placement"), "must be a non-empty placement name");
+    if (!s.placement_profile.empty()) parse_routing_distribution(s.placement_profile, sub(path, "placement_profile"));
     if (static_cast<int64_t>(s.ep) * s.expert_tp != world)
       throw ConfigError(sub(path, "ep"), "ep*expert_tp = " + std::to_string(s.ep) + "*" + std::to_string(s.expert_tp) +
                                              " = " + std::to_string(static_cast<int64_t>(s.ep) * s.expert_tp) +
@@ -421,6 +425,7 @@ nlohmann::ordered_json config_to_json(const Config& c) {
       so["expert_tp"] = s.expert_tp;
       so["chunks"] = s.chunks;
       so["placement"] = s.placement;
+      if (!s.placement_profile.empty()) so["placement_profile"] = s.placement_profile;
     }
     const LoadBalancingConfig& lb = s.load_balancing;
     so["load_balancing"] = ojson{{"policy", lb.policy},

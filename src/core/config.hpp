@@ -73,6 +73,9 @@ struct StrategyConfig {
   int expert_tp = 1;
   int chunks = 1;
   std::string placement = "round_robin";
+  // Expected routing the placer plans for: a routing distribution (load_profile.hpp, e.g.
+  // "zipf:1.2,local:0.8"); empty = workload.routing when that is a distribution, else uniform.
+  std::string placement_profile;
   // both
   LoadBalancingConfig load_balancing;
 };

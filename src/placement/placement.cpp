@@ -1,11 +1,12 @@
 // Placement helpers shared by every algorithm (invariant checks, replica choice) and the
-// round_robin placer. Other algorithms register in make_placer().
+// round_robin placer. Other algorithms (placers.hpp) register in make_placer().
 #include "placement/placement.hpp"
 
 #include <algorithm>
 #include <sstream>
 
 #include "core/error.hpp"
+#include "placement/placers.hpp"
 
 namespace moe {
 
@@ -55,10 +56,12 @@ class RoundRobinPlacer : public Placer {
 
 }  // namespace
 
-std::vector<std::string> placer_names() { return {"round_robin"}; }
+std::vector<std::string> placer_names() { return {"round_robin", "balanced", "topology_aware"}; }
 
 std::unique_ptr<Placer> make_placer(const std::string& name) {
   if (name == "round_robin") return std::make_unique<RoundRobinPlacer>();
+  if (name == "balanced") return make_balanced_placer();
+  if (name == "topology_aware") return make_topology_aware_placer();
   std::ostringstream os;
   os << "unknown placement algorithm '" << name << "' (known:";
   for (const auto& n : placer_names()) os << " " << n;

@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "core/error.hpp"
-#include "placement/placement.hpp"
+#include "placement/strategy_plan.hpp"
 #include "routing/dispatch_plan.hpp"
 #include "strategies/blocks.hpp"
 #include "strategies/strategy.hpp"
@@ -33,7 +33,7 @@ class EpStrategy : public Strategy {
     chunks_ = s.chunks;
     local_seqs_ = w_.batch_sequences / ep_;
     max_len_ = w_.prompt_tokens + w_.decode_steps;
-    placement_ = make_placer(s.placement)->place(m_.layers, m_.experts, ctx.topology, LoadProfile{});
+    placement_ = plan_for_strategy(ctx.config, s, ctx.topology);
     check_placement(placement_, ep_);
 
     const int64_t local_tokens = int64_t(local_seqs_) * w_.prompt_tokens;

@@ -66,6 +66,20 @@ TEST_CASE("16 ranks: tp 8 x pp 2 and ep 16 match the reference on the shipped co
   }
 }
 
+TEST_CASE("16 ranks: load- and topology-aware placements match the reference", "[np16]") {
+  REQUIRE(world_size() == 16);
+  json cfg = moe::testing::load_json("configs/cpu-16rank.json");
+  cfg["workload"]["decode_steps"] = 2;
+  cfg["run"]["iterations"] = 1;
+  cfg["strategies"] = json::array(
+      {{{"name", "balanced"}, {"kind", "ep"}, {"ep", 16}, {"placement", "balanced"}, {"placement_profile", "zipf:1.2"}},
+       {{"name", "topology"}, {"kind", "ep"}, {"ep", 16}, {"placement", "topology_aware"},
+        {"placement_profile", "zipf:1.2,local:0.8"}, {"load_balancing", lb("paper")}}});
+  const moe::RunOutcome out = run_json(cfg);
+  check_all_verified(out, 2);
+  if (world_rank() == 0) CHECK(out.strategies[1]["layout"]["placement"] == "topology_aware");
+}
+
 TEST_CASE("16 ranks: attention off, balancing on for both strategies", "[np16]") {
   REQUIRE(world_size() == 16);
   json cfg = moe::testing::load_json("configs/cpu-16rank.json");
@@ -112,9 +126,12 @@ TEST_CASE("6 ranks, 3 experts: replicas when G > E", "[np6]") {
   REQUIRE(world_size() == 6);
   const json strategies = json::array(
       {{{"name", "tp3pp2"}, {"kind", "tp_pp"}, {"tp", 3}, {"pp", 2}, {"microbatches", 3}},
-       {{"name", "ep6"}, {"kind", "ep"}, {"ep", 6}, {"load_balancing", lb("paper")}}});
+       {{"name", "ep6"}, {"kind", "ep"}, {"ep", 6}, {"load_balancing", lb("paper")}},
+       {{"name", "ep6-balanced"}, {"kind", "ep"}, {"ep", 6}, {"placement", "balanced"}, {"placement_profile", "zipf:1.2"}},
+       {{"name", "ep6-topo"}, {"kind", "ep"}, {"ep", 6}, {"chunks", 2}, {"placement", "topology_aware"},
+        {"placement_profile", "hot:0.5,local:0.7"}}});
   const moe::RunOutcome out = run_json(small_config(2, 3, 3, 3, 6, strategies));
-  check_all_verified(out, 2);
+  check_all_verified(out, 4);
   if (world_rank() == 0) {
     // Every rank hosts exactly one expert; each of the 3 experts has 2 replicas.
     const auto& layer0 = out.strategies[1]["layout"]["experts_of_rank"][0];

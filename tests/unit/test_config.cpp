@@ -96,6 +96,7 @@ void require_same(const Config& a, const Config& b) {
     CHECK(sa.expert_tp == sb.expert_tp);
     CHECK(sa.chunks == sb.chunks);
     CHECK(sa.placement == sb.placement);
+    CHECK(sa.placement_profile == sb.placement_profile);
     CHECK(sa.load_balancing.policy == sb.load_balancing.policy);
     CHECK(sa.load_balancing.threshold == sb.load_balancing.threshold);
     CHECK(sa.load_balancing.step == sb.load_balancing.step);
@@ -409,7 +410,7 @@ TEST_CASE("config: validate_for_run", "[config][validate]") {
 }
 
 TEST_CASE("config: round trip through config_to_json", "[config]") {
-  for (const char* file : {"cpu-16rank.json", "cpu-4rank.json", "paper-16xh100.json", ""}) {
+  for (const char* file : {"cpu-16rank.json", "cpu-4rank.json", "paper-16xh100.json", "skewed-32rank.json", ""}) {
     SECTION(std::string("config ") + (*file ? file : "minimal")) {
       const Config c = *file ? moe::load_config_file(config_path(file)) : moe::parse_config(base());
       const nlohmann::ordered_json out = moe::config_to_json(c);
@@ -439,7 +440,40 @@ TEST_CASE("config: round trip through config_to_json", "[config]") {
   }
 }
 
+TEST_CASE("config: placement_profile of an ep strategy", "[config]") {
+  json j = base();
+  j["strategies"][1]["placement_profile"] = "zipf:1.2,local:0.8";
+  const Config c = moe::parse_config(j);
+  CHECK(c.strategies[1].placement_profile == "zipf:1.2,local:0.8");
+  CHECK(moe::config_to_json(c)["strategies"][1]["placement_profile"] == "zipf:1.2,local:0.8");
+  CHECK_FALSE(moe::config_to_json(moe::parse_config(base()))["strategies"][1].contains("placement_profile"));
+  CHECK(moe::parse_config(base()).strategies[1].placement_profile.empty());
+
+  j["strategies"][1]["placement_profile"] = "zipf:x";
+  parse_fails(j, "strategies[1].placement_profile", "needs a number");
+  j["strategies"][1]["placement_profile"] = "gate";
+  parse_fails(j, "strategies[1].placement_profile", "not a routing distribution");
+  j["strategies"][1]["placement_profile"] = 1.2;
+  parse_fails(j, "strategies[1].placement_profile", "must be a string");
+  json tp = base();
+  tp["strategies"][0]["placement_profile"] = "uniform";
+  parse_fails(tp, "strategies[0].placement_profile", "applies only to strategies of kind 'ep'");
+
+  Config built = moe::parse_config(base());
+  built.strategies[1].placement_profile = "hot:2";
+  expect_error([&] { moe::validate_config(built); }, "strategies[1].placement_profile", "in [0, 1]");
+}
+
 TEST_CASE("config: shipped configs load and validate", "[config][configs]") {
+  SECTION("skewed-32rank plans for zipf 1.2 routing") {
+    const Config c = moe::load_config_file(config_path("skewed-32rank.json"));
+    CHECK(c.cluster.nodes == 4);
+    CHECK(c.cluster.gpus_per_node == 8);
+    CHECK(c.model.experts == 16);
+    CHECK(c.strategies[1].placement == "topology_aware");
+    CHECK(c.strategies[1].placement_profile == "zipf:1.2");
+    CHECK_NOTHROW(moe::validate_for_run(c, 32, 4, "cpu"));
+  }
   SECTION("cpu-16rank") {
     const Config c = moe::load_config_file(config_path("cpu-16rank.json"));
     CHECK(c.name == "cpu-16rank");

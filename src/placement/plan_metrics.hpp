@@ -1,0 +1,67 @@
+// What a layer's placement costs under an expected routing: tokens per GPU, balancedness, bytes per
+// link class and on the busiest NIC / NVLink port. Replica choice follows the runtime dispatch
+// (choose_replica), so predictions and counted traffic use the same rule.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "placement/placement.hpp"
+#include "topology/topology.hpp"
+
+namespace moe {
+
+struct ReplicaShare {
+  int rank = 0;
+  double rows = 0;
+};
+
+// Share of `count` assignments that the i-th (ascending rank, 0-based) of m equally near replicas
+// receives from one source under choose_replica's rule (least loaded, ties to the lower rank):
+// floor(count/m), plus one of the count % m left over when i < count % m. Fractional counts use the
+// continuous version q + clamp(rem - i, 0, 1), which agrees on integers.
+inline double replica_share(double count, int m, int i) {
+  const double q = std::floor(count / m), rem = count - q * m;
+  return q + std::clamp(rem - i, 0.0, 1.0);
+}
+
+// How `count` assignments from `src_rank` to `expert` split over the expert's replicas, as
+// choose_replica distributes them within one dispatch: only the nearest link class is used (own
+// rank, else same node, else all replicas); within it each assignment goes to the least-loaded
+// replica, ties to the lower rank (replica_share).
+// Exact for the runtime when every rank hosting a replicated expert hosts only that expert (what
+// every placer here produces: replicas exist only when G > E, one slot per rank); otherwise the
+// runtime's shared per-rank counters make the split depend on token order and this is its model.
+// Appends to `out` (cleared first).
+void split_over_replicas(const LayerPlacement& lp, int expert, int src_rank, const Topology& topo, double count,
+                         std::vector<ReplicaShare>& out);
+
+// Expected metrics of one layer. Bytes count dispatch (source -> expert) and combine (expert ->
+// source), each direction sent by its sender, like the runtime's traffic counters; a GPU sends
+// inter-node bytes through NIC (gpu % nics_per_node) of its node and intra-node bytes through its
+// NVLink port (the link model of summarize_traffic).
+struct PlanMetrics {
+  std::vector<double> tokens_per_gpu;  // [G] assignments processed by each rank's experts
+  double balancedness = 1;             // mean / max of tokens_per_gpu (1 when there are no tokens)
+  double intra_node_bytes = 0;
+  double inter_node_bytes = 0;
+  std::vector<double> nic_bytes;       // [nodes * nics_per_node] sent through each NIC
+  std::vector<double> port_bytes;      // [G] sent through each GPU's NVLink port
+  double max_inter_link_bytes = 0;     // busiest NIC
+  int busiest_nic = -1;                // node * nics_per_node + nic (lowest on ties), -1 if no inter bytes
+  double max_intra_link_bytes = 0;     // busiest NVLink port
+  int busiest_port = -1;               // rank (lowest on ties), -1 if no intra bytes
+};
+
+// tokens: [G][E] expected assignments from each source rank to each expert (one LoadProfile layer).
+PlanMetrics compute_plan_metrics(const LayerPlacement& lp, const Topology& topo, int nics_per_node,
+                                 double bytes_per_row, const std::vector<std::vector<double>>& tokens);
+
+// Expected dispatch rows [src][dst] under the same replica rule (combine is the transpose).
+std::vector<std::vector<double>> expected_dispatch_rows(const LayerPlacement& lp, const Topology& topo,
+                                                        const std::vector<std::vector<double>>& tokens);
+
+// mean / max of loads (1 when all are zero or there are none).
+double balancedness_of(const std::vector<double>& loads);
+
+}  // namespace moe

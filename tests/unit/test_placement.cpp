@@ -1,0 +1,401 @@
+// Tests for src/placement: every placer's invariants on regular and odd shapes, plan metrics against
+// an independent recount through the runtime dispatch plan, the issue's figures on fixed inputs
+// (skewed and node-local routing on 4 x 8 GPUs), load profiles, and plan files.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <numeric>
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "model/generator.hpp"
+#include "placement/load_profile.hpp"
+#include "placement/placers.hpp"
+#include "placement/plan_json.hpp"
+#include "placement/plan_metrics.hpp"
+#include "routing/dispatch_plan.hpp"
+
+using namespace moe;
+using json = nlohmann::json;
+
+namespace {
+
+struct Shape {
+  int experts, nodes, gpus_per_node;
+};
+
+const std::vector<Shape> kShapes = {{3, 2, 3},  {8, 1, 3},  {16, 4, 8}, {16, 2, 8}, {5, 2, 2},
+                                    {7, 3, 4},  {64, 4, 8}, {12, 3, 4}, {1, 2, 2},  {32, 2, 8}};
+const std::vector<std::string> kProfiles = {"", "uniform", "zipf:1.2", "hot:0.5", "uniform,local:0.8", "zipf:0.8,local:0.6"};
+
+LoadProfile make_profile(const std::string& spec, int layers, int experts, int top_k, const Topology& topo,
+                         double tokens_per_rank = 40) {
+  if (spec.empty()) return LoadProfile{};
+  return profile_from_distribution(parse_routing_distribution(spec, "test"), layers, experts, top_k, topo,
+                                   tokens_per_rank, 1234);
+}
+
+void expect_config_error(const std::function<void()>& f, const std::string& path, const std::string& needle) {
+  INFO("expected ConfigError at '" << path << "' mentioning '" << needle << "'");
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    INFO("got: " << e.what());
+    CHECK(e.path() == path);
+    CHECK_THAT(std::string(e.what()), Catch::Contains(needle));
+    return;
+  }
+  FAIL("no ConfigError was thrown");
+}
+
+// Deterministic skewed routing of `tokens` tokens from `src`: top-k distinct experts drawn from the
+// expected shares of `tokens_row` (an expected-profile row), so counts differ per source.
+Routing synthetic_routing(const std::vector<double>& tokens_row, int tokens, int top_k, uint64_t seed) {
+  const int E = static_cast<int>(tokens_row.size());
+  Routing r;
+  r.num_tokens = tokens;
+  r.top_k = top_k;
+  const uint64_t key = stream_key(seed, 77);
+  for (int t = 0; t < tokens; ++t) {
+    std::vector<bool> used(E, false);
+    for (int j = 0; j < top_k; ++j) {
+      double total = 0;
+      for (int e = 0; e < E; ++e) total += used[e] ? 0 : tokens_row[e] + 1e-3;
+      double u = uniform_at(key, uint64_t(t) * top_k + j) * total;
+      int pick = -1;
+      for (int e = 0; e < E; ++e) {
+        if (used[e]) continue;
+        pick = e;
+        u -= tokens_row[e] + 1e-3;
+        if (u <= 0) break;
+      }
+      used[pick] = true;
+      r.expert.push_back(pick);
+      r.weight.push_back(1.0f / top_k);
+    }
+  }
+  return r;
+}
+
+// Upper bound on the balancedness of any one-slot-per-GPU plan when every node sends an equal share
+// of expert e's load w_e and tokens use a replica on their own node first: c <= nodes replicas carry
+// w/c on average; with more, the node with the fewest (floor(c/nodes)) serves its own w/nodes alone.
+double balancedness_bound(const std::vector<double>& w, int ranks, int nodes) {
+  auto slots_needed = [&](double m) {
+    int64_t total = 0;
+    for (double x : w) {
+      int c = 1;
+      while (c <= ranks && (c <= nodes ? x / c : x / (double(nodes) * (c / nodes))) > m) ++c;
+      total += c;
+    }
+    return total;
+  };
+  double lo = 0, hi = std::accumulate(w.begin(), w.end(), 0.0);
+  for (int i = 0; i < 100; ++i) {
+    const double mid = (lo + hi) / 2;
+    (slots_needed(mid) <= ranks ? hi : lo) = mid;
+  }
+  return std::accumulate(w.begin(), w.end(), 0.0) / ranks / hi;
+}
+
+std::unique_ptr<Placer> placer_for(const std::string& name, int nics) {
+  if (name != "topology_aware") return make_placer(name);
+  TopologyAwareOptions o;
+  o.nics_per_node = nics;
+  return make_topology_aware_placer(o);
+}
+
+}  // namespace
+
+TEST_CASE("placement: every algorithm keeps the invariants on regular and odd shapes", "[placement]") {
+  for (const std::string& name : placer_names())
+    for (const Shape& sh : kShapes)
+      for (const std::string& spec : kProfiles) {
+        const Topology topo(sh.nodes, sh.gpus_per_node);
+        const int G = topo.num_ranks(), E = sh.experts, L = 2;
+        INFO(name << ": " << E << " experts on " << sh.nodes << " x " << sh.gpus_per_node << ", profile '" << spec << "'");
+        const LoadProfile prof = make_profile(spec, L, E, std::min(2, E), topo);
+        const Placement p = make_placer(name)->place(L, E, topo, prof);
+        REQUIRE(p.algorithm == name);
+        REQUIRE(p.layers.size() == size_t(L));
+        REQUIRE_NOTHROW(check_placement(p, G));
+        for (const LayerPlacement& lp : p.layers) {
+          size_t replicas = 0, slots = 0;
+          for (int e = 0; e < E; ++e) {
+            CHECK(!lp.replicas[e].empty());
+            CHECK(std::is_sorted(lp.replicas[e].begin(), lp.replicas[e].end()));
+            replicas += lp.replicas[e].size();
+          }
+          for (int r = 0; r < G; ++r) {
+            slots += lp.slots[r].size();
+            if (E <= G) CHECK(lp.slots[r].size() == 1);  // one expert or replica per GPU
+            else CHECK(lp.slots[r].size() <= size_t((E + G - 1) / G));
+            std::vector<int> s = lp.slots[r];
+            std::sort(s.begin(), s.end());
+            CHECK(std::adjacent_find(s.begin(), s.end()) == s.end());
+          }
+          CHECK(replicas == slots);
+          CHECK(slots == size_t(std::max(E, G)));
+        }
+        const Placement again = make_placer(name)->place(L, E, topo, prof);
+        for (int l = 0; l < L; ++l) {
+          CHECK(again.layers[l].replicas == p.layers[l].replicas);
+          CHECK(again.layers[l].slots == p.layers[l].slots);
+        }
+      }
+}
+
+TEST_CASE("placement: unknown algorithm names are config errors listing the known ones", "[placement]") {
+  expect_config_error([] { make_placer("best"); }, "placement", "topology_aware");
+}
+
+TEST_CASE("placement: replica counts fill the spare slots, heaviest experts first", "[placement]") {
+  CHECK(balanced_replica_counts({1, 1, 1, 1}, 8, 2) == std::vector<int>{2, 2, 2, 2});
+  CHECK(balanced_replica_counts({1, 1, 1}, 2, 1) == std::vector<int>{1, 1, 1});  // E > G: no replicas
+  // One hot expert on 2 nodes: up to 2 replicas w/c falls; beyond, only multiples of 2 help.
+  const std::vector<int> c = balanced_replica_counts({10, 1, 1, 1}, 10, 2);
+  CHECK(std::accumulate(c.begin(), c.end(), 0) == 10);
+  CHECK(c[0] == 6);
+  CHECK(c[0] % 2 == 0);
+}
+
+TEST_CASE("placement: split_over_replicas matches choose_replica call by call", "[placement]") {
+  const Topology topo(3, 4);
+  const Placement p = make_placer("balanced")->place(1, 5, topo, make_profile("zipf:1.5", 1, 5, 2, topo));
+  const LayerPlacement& lp = p.layers[0];
+  std::vector<ReplicaShare> shares;
+  for (int e = 0; e < 5; ++e)
+    for (int src = 0; src < topo.num_ranks(); ++src)
+      for (int count : {0, 1, 2, 3, 7, 12}) {
+        std::vector<int64_t> load(topo.num_ranks(), 0);
+        std::vector<double> got(topo.num_ranks(), 0);
+        for (int i = 0; i < count; ++i) got[choose_replica(lp, e, src, topo, load)] += 1;
+        split_over_replicas(lp, e, src, topo, count, shares);
+        std::vector<double> want(topo.num_ranks(), 0);
+        for (const auto& s : shares) want[s.rank] += s.rows;
+        INFO("expert " << e << " src " << src << " count " << count);
+        CHECK(got == want);
+      }
+}
+
+TEST_CASE("placement: plan metrics equal a recount through the runtime dispatch plan", "[placement]") {
+  const int k = 2, tokens = 37, row_bytes = 64;
+  for (const Shape& sh : {Shape{16, 4, 8}, Shape{3, 2, 3}, Shape{8, 1, 3}, Shape{6, 3, 4}})
+    for (const std::string& name : placer_names()) {
+      const Topology topo(sh.nodes, sh.gpus_per_node);
+      const int G = topo.num_ranks(), E = sh.experts, nics = 2;
+      INFO(name << ": " << E << " experts on " << sh.nodes << " x " << sh.gpus_per_node);
+      const LoadProfile expected = make_profile("zipf:1.2,local:0.5", 1, E, k, topo);
+      // Counted routing: each source draws its own tokens; the placement plans for the expected one.
+      std::vector<std::vector<double>> counted(G, std::vector<double>(E, 0));
+      std::vector<Routing> routing;
+      for (int s = 0; s < G; ++s) {
+        routing.push_back(synthetic_routing(expected.tokens[0][s], tokens, k, 1000 + s));
+        for (int32_t e : routing.back().expert) counted[s][e] += 1;
+      }
+      const Placement p = placer_for(name, nics)->place(1, E, topo, expected);
+      const LayerPlacement& lp = p.layers[0];
+      std::vector<std::vector<int64_t>> bytes(G, std::vector<int64_t>(G, 0));
+      std::vector<double> per_gpu(G, 0);
+      for (int s = 0; s < G; ++s) {
+        const DispatchPlan dp = make_dispatch_plan(routing[s], 0, tokens, lp, s, topo);
+        for (int d = 0; d < G; ++d) {
+          bytes[s][d] += dp.send_rows[d] * row_bytes;  // dispatch
+          bytes[d][s] += dp.send_rows[d] * row_bytes;  // combine
+          per_gpu[d] += dp.send_rows[d];
+        }
+      }
+      const TrafficSummary recount = summarize_traffic(topo, nics, bytes);
+      const PlanMetrics m = compute_plan_metrics(lp, topo, nics, row_bytes, counted);
+      CHECK(m.tokens_per_gpu == per_gpu);
+      CHECK(m.intra_node_bytes == double(recount.intra_node_bytes));
+      CHECK(m.inter_node_bytes == double(recount.inter_node_bytes));
+      CHECK(m.max_inter_link_bytes == double(recount.max_inter_link_bytes));
+      CHECK(m.max_intra_link_bytes == double(recount.max_intra_link_bytes));
+      const double mean = std::accumulate(per_gpu.begin(), per_gpu.end(), 0.0) / G;
+      CHECK(m.balancedness == Approx(mean / *std::max_element(per_gpu.begin(), per_gpu.end())));
+      const auto rows = expected_dispatch_rows(lp, topo, counted);
+      for (int s = 0; s < G; ++s) {
+        const DispatchPlan dp = make_dispatch_plan(routing[s], 0, tokens, lp, s, topo);
+        for (int d = 0; d < G; ++d) CHECK(rows[s][d] == double(dp.send_rows[d]));
+      }
+    }
+}
+
+TEST_CASE("placement figure: balanced vs round_robin on zipf 1.2, 4 x 8 GPUs, 16 experts, top-2", "[placement]") {
+  const Topology topo(4, 8);
+  const int E = 16, L = 4, k = 2, nics = 8;
+  const LoadProfile prof = make_profile("zipf:1.2", L, E, k, topo, 40);
+  const Placement bal = make_placer("balanced")->place(L, E, topo, prof);
+  const Placement rr = make_placer("round_robin")->place(L, E, topo, prof);
+  for (int l = 0; l < L; ++l) {
+    const PlanMetrics mb = compute_plan_metrics(bal.layers[l], topo, nics, 1, prof.tokens[l]);
+    const PlanMetrics mr = compute_plan_metrics(rr.layers[l], topo, nics, 1, prof.tokens[l]);
+    std::vector<double> w(E, 0);
+    for (const auto& row : prof.tokens[l])
+      for (int e = 0; e < E; ++e) w[e] += row[e];
+    const double bound = balancedness_bound(w, topo.num_ranks(), topo.nodes());
+    WARN("layer " << l << ": balancedness balanced " << mb.balancedness << ", round_robin " << mr.balancedness
+                  << ", best possible with one slot per GPU and same-node-first replicas " << bound);
+    CHECK(mb.balancedness <= bound + 1e-9);
+    CHECK(mb.balancedness >= 0.97 * bound);
+    CHECK(mr.balancedness <= 0.5 * mb.balancedness);
+  }
+}
+
+TEST_CASE("placement figure: topology_aware on node-local routing, 4 x 8 GPUs, 16 experts, top-2", "[placement]") {
+  const Topology topo(4, 8);
+  const int E = 16, L = 4, k = 2, nics = 8;
+  for (const std::string spec : {"uniform,local:0.8", "zipf:1.2,local:0.8", "hot:0.5,local:0.7"}) {
+    const LoadProfile prof = make_profile(spec, L, E, k, topo, 40);
+    const Placement bal = make_placer("balanced")->place(L, E, topo, prof);
+    const Placement top = placer_for("topology_aware", nics)->place(L, E, topo, prof);
+    for (int l = 0; l < L; ++l) {
+      const PlanMetrics mb = compute_plan_metrics(bal.layers[l], topo, nics, 1, prof.tokens[l]);
+      const PlanMetrics mt = compute_plan_metrics(top.layers[l], topo, nics, 1, prof.tokens[l]);
+      const double cut = 1 - mt.max_inter_link_bytes / mb.max_inter_link_bytes;
+      WARN(spec << " layer " << l << ": busiest NIC rows balanced " << mb.max_inter_link_bytes << " -> topology_aware "
+                << mt.max_inter_link_bytes << " (cut " << 100 * cut << "%), balancedness " << mb.balancedness
+                << " -> " << mt.balancedness);
+      CHECK(cut >= 0.2);
+      CHECK(mt.balancedness >= mb.balancedness - 0.05);
+    }
+  }
+}
+
+TEST_CASE("placement figure: topology_aware is never worse than balanced on the shipped configs", "[placement]") {
+  namespace fs = std::filesystem;
+  int checked = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(MOE_SOURCE_DIR) / "configs")) {
+    if (entry.path().extension() != ".json") continue;
+    const Config c = load_config_file(entry.path().string());
+    for (const StrategyConfig& s : c.strategies) {
+      if (s.kind != "ep") continue;
+      const Topology topo = Topology::from_config(c.cluster);
+      const int nics = c.cluster.inter_node.nics_per_node;
+      const std::string spec = s.placement_profile.empty() ? "uniform" : s.placement_profile;
+      const double per_rank = double(c.workload.batch_sequences) * (c.workload.prompt_tokens + c.workload.decode_steps) /
+                              topo.num_ranks();
+      const LoadProfile prof = make_profile(spec, c.model.layers, c.model.experts, c.model.top_k, topo, per_rank);
+      const Placement bal = make_placer("balanced")->place(c.model.layers, c.model.experts, topo, prof);
+      const Placement top = placer_for("topology_aware", nics)->place(c.model.layers, c.model.experts, topo, prof);
+      for (int l = 0; l < c.model.layers; ++l) {
+        const PlanMetrics mb = compute_plan_metrics(bal.layers[l], topo, nics, 1, prof.tokens[l]);
+        const PlanMetrics mt = compute_plan_metrics(top.layers[l], topo, nics, 1, prof.tokens[l]);
+        INFO(entry.path().filename().string() << " strategy " << s.name << " layer " << l);
+        CHECK(mt.max_inter_link_bytes <= mb.max_inter_link_bytes * (1 + 1e-9));
+        CHECK(mt.balancedness >= mb.balancedness - 1e-9);
+      }
+      ++checked;
+    }
+  }
+  CHECK(checked >= 3);
+}
+
+TEST_CASE("load profile: distribution specs parse or fail with their path", "[placement]") {
+  CHECK(parse_routing_distribution("uniform", "p").kind == RoutingDistribution::Kind::uniform);
+  const RoutingDistribution z = parse_routing_distribution("zipf:1.2,local:0.8", "p");
+  CHECK(z.kind == RoutingDistribution::Kind::zipf);
+  CHECK(z.param == 1.2);
+  CHECK(z.locality == 0.8);
+  CHECK(parse_routing_distribution("hot:0.5", "p").param == 0.5);
+  CHECK_FALSE(is_routing_distribution("gate"));
+  CHECK(is_routing_distribution("hot:1"));
+  expect_config_error([] { parse_routing_distribution("zipf:abc", "--routing"); }, "--routing", "needs a number");
+  expect_config_error([] { parse_routing_distribution("hot:1.5", "x.y"); }, "x.y", "in [0, 1]");
+  expect_config_error([] { parse_routing_distribution("zipf:-1", "x"); }, "x", ">= 0");
+  expect_config_error([] { parse_routing_distribution("local:0.5", "x"); }, "x", "not a routing distribution");
+  expect_config_error([] { parse_routing_distribution("uniform,zipf:1", "x"); }, "x", "local:p");
+  expect_config_error([] { parse_routing_distribution("gate", "workload.routing"); }, "workload.routing", "gate");
+}
+
+TEST_CASE("load profile: expected routing from distributions", "[placement]") {
+  const Topology topo(4, 2);
+  const int E = 8, k = 2;
+  const double per_rank = 10;
+  for (const std::string spec : {"uniform", "zipf:1.2", "hot:0.5", "zipf:3", "hot:1,local:1", "uniform,local:1"}) {
+    INFO(spec);
+    const LoadProfile p = make_profile(spec, 3, E, k, topo, per_rank);
+    for (const auto& layer : p.tokens)
+      for (const auto& row : layer) {
+        CHECK(std::accumulate(row.begin(), row.end(), 0.0) == Approx(per_rank * k));
+        for (double x : row) CHECK(x <= per_rank * (1 + 1e-9));  // a token picks k distinct experts
+      }
+  }
+  // zipf: a seed-derived permutation per layer, the same for every source.
+  const LoadProfile z = make_profile("zipf:1.2", 3, E, k, topo, per_rank);
+  CHECK(z.tokens[0][0] == z.tokens[0][7]);
+  CHECK(z.tokens[0][0] != z.tokens[1][0]);
+  CHECK(base_popularity(parse_routing_distribution("zipf:1.2", ""), 1, E, 1234) ==
+        base_popularity(parse_routing_distribution("zipf:1.2", ""), 1, E, 1234));
+  // hot: fraction f to the first max(1, E/8) experts.
+  const LoadProfile h = make_profile("hot:0.5", 1, 16, 1, Topology(1, 2), 100);
+  CHECK(h.tokens[0][0][0] + h.tokens[0][0][1] == Approx(50));
+  // local:1 sends everything to the node's home experts (e % nodes == node).
+  const LoadProfile loc = make_profile("uniform,local:1", 1, E, k, topo, per_rank);
+  for (int s = 0; s < topo.num_ranks(); ++s)
+    for (int e = 0; e < E; ++e) CHECK((loc.tokens[0][s][e] > 0) == (e % 4 == topo.node_of(s)));
+}
+
+TEST_CASE("load profile: from an earlier results JSON", "[placement]") {
+  const Topology topo(1, 4);
+  const json results = json::parse(R"({"strategies": [
+      {"name": "baseline", "kind": "tp_pp", "load": {"layers": [{"tokens_per_expert": [1, 1, 1]}]}},
+      {"name": "proposed", "kind": "ep", "load": {"layers": [{"tokens_per_expert": [8, 4, 0]}]}}]})");
+  const LoadProfile p = profile_from_results(results, 1, 3, topo, "run.json");
+  REQUIRE(p.tokens.size() == 1);
+  for (const auto& row : p.tokens[0]) CHECK(row == std::vector<double>{2, 1, 0});  // spread over 4 sources
+  expect_config_error([&] { profile_from_results(results, 1, 4, topo, "run.json"); },
+                      "strategies[1].load.layers[0].tokens_per_expert", "run.json");
+  expect_config_error([&] { profile_from_results(results, 2, 3, topo, "run.json"); }, "strategies[1].load.layers",
+                      "2 layers");
+  json bad = results;
+  bad["strategies"][1]["load"]["layers"][0]["tokens_per_expert"][1] = -1;
+  expect_config_error([&] { profile_from_results(bad, 1, 3, topo, "r"); },
+                      "strategies[1].load.layers[0].tokens_per_expert[1]", "non-negative");
+  expect_config_error([&] { profile_from_results(json::object(), 1, 3, topo, "r"); }, "strategies", "missing");
+  expect_config_error([&] { profile_from_results_file("/nonexistent/run.json", 1, 3, topo); }, "--load-profile",
+                      "cannot open");
+}
+
+TEST_CASE("plan json: round trip and errors naming the JSON path", "[placement]") {
+  const Topology topo(2, 3);
+  const Placement p = placer_for("topology_aware", 3)->place(2, 4, topo, make_profile("zipf:1.2,local:0.5", 2, 4, 2, topo));
+  const json j = json::parse(placement_to_json(p, 6, "zipf:1.2,local:0.5").dump());
+  const Placement back = placement_from_json(j, "plan.json");
+  CHECK(back.algorithm == "topology_aware");
+  REQUIRE(back.layers.size() == 2);
+  for (int l = 0; l < 2; ++l) {
+    CHECK(back.layers[l].replicas == p.layers[l].replicas);
+    CHECK(back.layers[l].slots == p.layers[l].slots);
+    CHECK(back.layers[l].num_experts == 4);
+    CHECK(back.layers[l].num_ranks == 6);
+  }
+  REQUIRE_NOTHROW(check_plan_shape(back, 2, 4, 6, "plan.json"));
+  expect_config_error([&] { check_plan_shape(back, 3, 4, 6, "plan.json"); }, "layers", "model.layers");
+  expect_config_error([&] { check_plan_shape(back, 2, 5, 6, "plan.json"); }, "layers[0].replicas", "model.experts");
+  expect_config_error([&] { check_plan_shape(back, 2, 4, 8, "plan.json"); }, "num_ranks", "8");
+
+  auto fails = [&](const std::function<void(json&)>& edit, const std::string& path, const std::string& needle) {
+    json bad = j;
+    edit(bad);
+    expect_config_error([&] { placement_from_json(bad, "plan.json"); }, path, needle);
+  };
+  fails([](json& b) { b["schema_version"] = 2; }, "schema_version", "must be 1");
+  fails([](json& b) { b.erase("layers"); }, "layers", "missing");
+  fails([](json& b) { b["extra"] = 1; }, "extra", "unknown key");
+  fails([](json& b) { b["algorithm"] = 3; }, "algorithm", "string");
+  fails([](json& b) { b["layers"][1]["slots"].erase(5); }, "layers[1].slots", "one entry per rank");
+  fails([](json& b) { b["layers"][0]["replicas"][0][0] = 6; }, "layers[0].replicas[0][0]", "[0, 5]");
+  fails([](json& b) { b["layers"][0]["replicas"][b["layers"][0]["slots"][0][0].get<int>()] = json::array(); },
+        "layers[0].slots[0][0]", "does not list it");
+  fails([](json& b) { b["layers"][0]["replicas"][0].push_back(b["layers"][0]["replicas"][0][0]); },
+        "layers[0].replicas[0]", "ascending");
+  fails([](json& b) { b["layers"][0]["slots"][0].push_back(b["layers"][0]["slots"][1][0]); }, "layers[0].slots[0]",
+        "at most 1");
+  fails([](json& b) { b["layers"][0]["slots"][0] = "x"; }, "layers[0].slots[0]", "must be an array");
+  fails([](json& b) { b["layers"][1]["replicas"].push_back(json::array({0})); }, "layers[1].replicas", "layer 0 has 4");
+  expect_config_error([] { read_plan_file("/nonexistent/plan.json"); }, "", "cannot open plan file");
+}
