@@ -8,8 +8,10 @@
 #include <sstream>
 
 #include "backend/factory.hpp"
+#include "cli/calibrate_command.hpp"
 #include "cli/command.hpp"
 #include "cli/place_command.hpp"
+#include "cli/simulate_command.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/mpi_session.hpp"
@@ -168,6 +170,8 @@ int main(int argc, char** argv) {
 
   // Further subcommands register here: commands.push_back(add_xxx_command(app));
   std::vector<moe::Command> commands;
+  commands.push_back(moe::add_simulate_command(app));
+  commands.push_back(moe::add_calibrate_command(app));
   commands.push_back(moe::add_place_command(app));
 
   try {

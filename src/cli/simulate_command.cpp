@@ -1,0 +1,147 @@
+// The simulate subcommand: options, profile resolution (built-in defaults with the config's peaks,
+// a --hardware file, --set overrides), single config or --sweep, table on stdout, JSON to --out.
+#include "cli/simulate_command.hpp"
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "report/npy.hpp"
+#include "sim/simulate.hpp"
+
+namespace moe {
+namespace {
+
+struct SimulateArgs {
+  std::string config_path;
+  std::string hardware_path;
+  std::vector<std::string> overrides;
+  std::string out_path;
+  std::string sweep;
+  std::string backend;   // empty: cpu when run.backend is cpu, else cuda
+  std::vector<std::string> config_changes;  // "model.attention=false", "strategies.1.chunks=1"
+};
+
+// Applies "a.b.0.c=value" (value parsed as JSON, else taken as a string) to the config JSON.
+void patch_config(nlohmann::json& j, const std::string& assignment) {
+  const size_t eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) throw ConfigError("--with", "expected key=value, got '" + assignment + "'");
+  nlohmann::json value;
+  try {
+    value = nlohmann::json::parse(assignment.substr(eq + 1));
+  } catch (const std::exception&) {
+    value = assignment.substr(eq + 1);
+  }
+  nlohmann::json* at = &j;
+  std::stringstream ss(assignment.substr(0, eq));
+  for (std::string part; std::getline(ss, part, '.');) {
+    if (at->is_array()) {
+      size_t i = 0;
+      try {
+        i = std::stoul(part);
+      } catch (const std::exception&) {
+        throw ConfigError("--with " + assignment, "'" + part + "' is not an array index");
+      }
+      if (i >= at->size()) throw ConfigError("--with " + assignment, "index " + part + " out of range");
+      at = &(*at)[i];
+    } else {
+      at = &(*at)[part];  // unknown keys are rejected when the config is parsed
+    }
+  }
+  *at = value;
+}
+
+// "ep=8,16,32" -> {8, 16, 32}
+std::vector<int> parse_sweep(const std::string& text) {
+  const std::string prefix = "ep=";
+  if (text.rfind(prefix, 0) != 0) throw ConfigError("--sweep", "expected ep=N1,N2,..., got '" + text + "'");
+  std::vector<int> out;
+  std::stringstream ss(text.substr(prefix.size()));
+  for (std::string item; std::getline(ss, item, ',');) {
+    try {
+      size_t used = 0;
+      const int n = std::stoi(item, &used);
+      if (used != item.size() || n < 1) throw std::invalid_argument(item);
+      out.push_back(n);
+    } catch (const std::exception&) {
+      throw ConfigError("--sweep", "'" + item + "' is not a positive integer");
+    }
+  }
+  if (out.empty()) throw ConfigError("--sweep", "no values given");
+  return out;
+}
+
+int run_simulate(const SimulateArgs& a, const MpiSession& mpi, const std::vector<std::string>& argv) {
+  if (mpi.size() > 1 && mpi.rank() != 0) return 0;  // one process is enough; extra ranks have nothing to do
+  const auto t0 = std::chrono::steady_clock::now();
+  std::ifstream in(a.config_path);
+  if (!in) throw ConfigError("--config", "cannot open config file '" + a.config_path + "'");
+  nlohmann::json cj;
+  try {
+    cj = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw ConfigError(a.config_path, std::string("not valid JSON: ") + e.what());
+  }
+  for (const std::string& change : a.config_changes) patch_config(cj, change);
+  Config config = parse_config(cj);
+  validate_config(config);
+  SimulateOptions o;
+  o.argv = argv;
+  o.backend = !a.backend.empty() ? a.backend : (config.run.backend == "cpu" ? "cpu" : "cuda");
+  o.hardware = default_profile(config.cluster);
+  if (!a.hardware_path.empty()) o.hardware = load_profile_file(a.hardware_path, o.hardware);
+  for (const std::string& s : a.overrides) apply_profile_override(o.hardware, s);
+  apply_profile_to_cluster(o.hardware, config.cluster);  // the profile describes the hardware simulated
+  if (!a.out_path.empty()) {
+    std::ofstream probe(a.out_path + ".moe-bench-write-test");
+    if (!probe) throw ConfigError("--out", "cannot write to '" + a.out_path + "' (does the directory exist?)");
+    probe.close();
+    std::remove((a.out_path + ".moe-bench-write-test").c_str());
+  }
+
+  nlohmann::ordered_json out;
+  if (a.sweep.empty()) {
+    out = simulate_config(config, o);
+    print_simulated(std::cout, out);
+  } else {
+    out = simulate_sweep(config, parse_sweep(a.sweep), o);
+    print_sweep(std::cout, out);
+  }
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::cout << "\nsimulated in " << static_cast<int>(ms + 0.5) << " ms\n";
+  if (!a.out_path.empty()) {
+    write_file_atomic(a.out_path, out.dump(2) + "\n");
+    std::cout << "results written to " << a.out_path << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command add_simulate_command(CLI::App& app) {
+  auto args = std::make_shared<SimulateArgs>();
+  Command c;
+  c.app = app.add_subcommand("simulate", "Predict TPS/TPOT, phases, traffic, memory and roofline bounds without a cluster");
+  c.app->add_option("-c,--config", args->config_path, "Config JSON")->required();
+  c.app->add_option("--hardware", args->hardware_path,
+                    "Hardware profile JSON (e.g. configs/hardware/h100-sxm-ndr.json); default: built-in H100 "
+                    "efficiencies with the config's cluster peaks");
+  c.app->add_option("--with", args->config_changes,
+                    "Change the config before simulating, e.g. --with model.attention=false --with strategies.1.chunks=1 "
+                    "(repeatable)");
+  c.app->add_option("--set", args->overrides, "Override a profile value, e.g. --set gpu.gemm_efficiency=0.6 (repeatable)");
+  c.app->add_option("-o,--out", args->out_path, "Write the results JSON (an array of documents with --sweep)");
+  c.app->add_option("--sweep", args->sweep,
+                    "Scale the cluster: ep=8,16,...; ranks = ep, nodes = ranks / gpus_per_node, baseline tp = "
+                    "gpus_per_node, pp = ranks / tp");
+  c.app->add_option("--backend", args->backend, "Modeled backend: cuda (model dtype) or cpu (fp32); default from run.backend")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  c.run = [args](MpiSession& mpi, const std::vector<std::string>& argv) { return run_simulate(*args, mpi, argv); };
+  return c;
+}
+
+}  // namespace moe

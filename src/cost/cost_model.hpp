@@ -1,0 +1,190 @@
+// Cost of every phase of a tp_pp or ep step: FLOPs, device-memory bytes and bytes per link, from the
+// config, the placement and an expected routing. It mirrors the kernels and messages the strategies
+// issue (tp_pp.cpp, ep.cpp, blocks.cpp), so its FLOPs and counted link bytes equal the runtime's.
+#pragma once
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "placement/placement.hpp"
+#include "strategies/phase.hpp"
+#include "topology/topology.hpp"
+
+namespace moe {
+
+// What a kernel is, so the time model can pick its rate (hardware profile key = kernel_kind_name).
+enum class KernelKind { gemm, attention, rms_norm, silu, add, copy, gather, combine, upload, download, host_route, host_plan, count };
+constexpr int kNumKernelKinds = static_cast<int>(KernelKind::count);
+const char* kernel_kind_name(KernelKind k);
+
+// Work of one kind of kernel on one rank, summed over its `launches`. Device kernels have FLOPs and
+// bytes read + written in device memory; upload/download move `bytes` between host and device; host
+// kinds do `items` units of host work (logits for host_route, assignments for host_plan).
+struct Kernel {
+  KernelKind kind = KernelKind::copy;
+  double flops = 0;
+  double bytes = 0;
+  double items = 0;
+  double launches = 1;     // expected; fractional when e.g. an expert receives tokens with some probability
+  bool host_sync = false;  // the host waits for the device after it (download before routing)
+  double m = 0;            // gemm: [m x k] * [k x n] per launch (m may be an expected, fractional row count)
+  int64_t k = 0, n = 0;
+};
+
+// Bytes one communication puts on each link. Links: every rank's intra-node port, and NIC
+// (node, gpu % nics) for inter-node traffic (rail-aligned, as in summarize_traffic). `sent` is what
+// the runtime counts; `recv` is used for contention at the receiver.
+struct LinkLoads {
+  std::vector<double> port_sent, port_recv;   // [ranks]
+  std::vector<double> nic_sent, nic_recv;     // [nodes * nics]
+  double intra_bytes = 0;
+  double inter_bytes = 0;
+
+  LinkLoads() = default;
+  LinkLoads(const Topology& topo, int nics_per_node);
+  void add(const Topology& topo, int nics_per_node, int src, int dst, double bytes);
+  void add_scaled(const LinkLoads& o, double scale);  // same topology
+  double max_port() const;        // busiest intra-node port, max of sent and received
+  double max_nic() const;         // busiest NIC, max of sent and received
+  double max_port_sent() const;   // as summarize_traffic reports
+  double max_nic_sent() const;
+};
+
+enum class CommKind { none, all_to_all, all_reduce, p2p, control };
+
+// A communication. Its link bytes are `links` x `scale` (links may be shared between operations of
+// the same shape). all_reduce: `payload_bytes` is the buffer on each rank of groups of `group_size`;
+// all_to_all: `peers` destinations per rank; control: `repeats` small host collectives over
+// `group_size` ranks (latency only, not counted as traffic, as in the runtime).
+struct CommCost {
+  CommKind kind = CommKind::none;
+  std::shared_ptr<const LinkLoads> links;
+  double scale = 1;
+  double payload_bytes = 0;
+  int group_size = 1;
+  int peers = 0;
+  bool crosses_nodes = false;
+  int repeats = 1;
+};
+
+// One operation of a step: kernels of the busiest rank (in issue order), then a communication.
+// The all-ranks totals cover every rank that runs the operation once.
+struct Op {
+  Phase phase = Phase::other;
+  std::vector<Kernel> kernels;
+  CommCost control;   // host control-plane collectives (routing counts), issued with the kernels
+  CommCost comm;
+  double flops_all_ranks = 0;
+  double hbm_bytes_all_ranks = 0;
+
+  double flops() const;       // busiest rank, device kernels
+  double hbm_bytes() const;   // busiest rank, device kernels
+};
+
+// One EP chunk: dispatch (plan, gather, all-to-all), experts, combine (all-to-all back, weighted sum).
+struct EpChunkCost {
+  Op dispatch;   // kernels: host plans, counts exchange, index upload, gather; comm: all_to_all_v
+  Op expert;     // regroup (when a rank hosts several slots) and the expert GEMMs
+  Op combine;    // comm: all_to_all_v back; kernels: uploads and weighted combine
+};
+struct EpLayerCost {
+  Op attention;                     // empty when model.attention is false
+  Op gate;                          // gate GEMM, routing on the host, global counts (control)
+  std::vector<EpChunkCost> chunks;
+  Op residual;                      // y = h + MoE(rms(h)), outside any phase
+};
+
+// tp_pp: the per-micro-batch work of one stage, identical for every stage (layers divide evenly).
+// An occurrence of one of these operations is every stage doing it once for one micro-batch.
+struct TpPpLayerCost {
+  Op attention, attention_allreduce, attention_residual;  // empty when model.attention is false
+  Op gate, expert, moe_allreduce, moe_residual;
+};
+
+struct StepCost {
+  std::string kind;     // tp_pp | ep
+  int new_len = 0;      // prompt_tokens (prefill) or 1 (decode)
+  int past_len = 0;     // cached positions before this step
+  int ranks = 1;        // world size
+  // ep
+  std::vector<EpLayerCost> ep_layers;
+  Op ep_tail;           // next decode input (gather of last rows, rms), outside any phase
+  // tp_pp
+  int stages = 1, microbatches = 1, tp = 1;
+  std::vector<TpPpLayerCost> stage_layers;  // [layers per stage]
+  Op stage_input;       // stage 0 copies its micro-batch in
+  Op stage_output;      // the last stage copies its micro-batch out
+  Op pp_hop;            // one micro-batch to the next stage (comm over every stage boundary)
+  Op feedback;          // last stage: gather of last rows and rms
+  Op feedback_send;     // last stage -> stage 0 (comm)
+};
+
+// Expected share of the assignments each expert receives, per layer (sums to 1 per layer); the
+// same for every source rank. Empty: uniform (tokens*k/E per expert).
+struct ExpectedRouting {
+  std::vector<std::vector<double>> expert_share;  // [L][E]
+};
+
+struct CostOptions {
+  int elem_bytes = 2;          // activation/weight element size: 2 on GPUs (fp16/bf16), 4 on the CPU backend
+  ExpectedRouting routing;
+};
+
+struct PhaseTotals {
+  double flops = 0;       // all ranks
+  double hbm_bytes = 0;   // all ranks
+};
+
+// Sums over a step or an iteration: per phase, and the link bytes of every communication.
+struct CostTotals {
+  std::array<PhaseTotals, kNumPhases> phases{};
+  LinkLoads links;
+  double flops() const;
+  double hbm_bytes() const;
+  void add(const CostTotals& o);
+};
+
+class CostModel {
+ public:
+  CostModel(const Config& config, const StrategyConfig& spec, CostOptions options = {});
+  ~CostModel();
+
+  // new_len = prompt_tokens with past_len 0 (prefill), or 1 with past_len = prompt_tokens + t.
+  StepCost step(int new_len, int past_len) const;
+  StepCost prefill() const { return step(prompt_tokens_, 0); }
+  StepCost decode(int t) const { return step(1, prompt_tokens_ + t); }
+
+  CostTotals totals(const StepCost& s) const;
+  // One measured iteration: the prefill and every decode step (what the runner's counters cover
+  // per iteration, warm-up excluded).
+  CostTotals iteration_totals() const;
+
+  const Topology& topology() const { return topo_; }
+  int nics_per_node() const { return nics_; }
+  int elem_bytes() const { return options_.elem_bytes; }
+
+ private:
+  struct EpRouting;
+  StepCost step_ep(int new_len, int past_len) const;
+  StepCost step_tp_pp(int new_len, int past_len) const;
+  std::shared_ptr<const EpRouting> ep_routing(int layer, int64_t step_tokens) const;
+
+  const Config& config_;
+  StrategyConfig spec_;
+  CostOptions options_;
+  Topology topo_;
+  int nics_;
+  int prompt_tokens_;
+  std::shared_ptr<const Placement> placement_;  // ep only
+  mutable std::vector<std::shared_ptr<const EpRouting>> dropless_;  // [L] cached when nothing is dropped
+};
+
+// Attention of `seqs` sequences over `heads` heads for one step, as the backends count it:
+// 4*new_len*ctx*head_dim FLOPs per sequence and head, ctx = past_len + new_len.
+Kernel attention_kernel(int64_t seqs, int64_t heads, int64_t head_dim, int64_t new_len, int64_t past_len, int elem_bytes);
+// [m x k] * [k x n] -> [m x n]: 2mkn FLOPs; reads both operands, writes the result.
+Kernel gemm_kernel(double m, int64_t k, int64_t n, int elem_bytes);
+
+}  // namespace moe

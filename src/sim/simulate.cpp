@@ -1,0 +1,418 @@
+// Simulated results documents, memory feasibility and sweeps (see simulate.hpp).
+#include "sim/simulate.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+
+#include "backend/backend.hpp"
+#include "core/error.hpp"
+#include "cost/memory.hpp"
+#include "report/results.hpp"
+#include "routing/router.hpp"
+#include "runner/runner.hpp"
+#include "sim/simulator.hpp"
+
+namespace moe {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+double capacity_bytes(const Config& c) { return c.cluster.gpu.memory_gb * 1e9; }
+int world_of(const Config& c) { return c.cluster.nodes * c.cluster.gpus_per_node; }
+
+bool fits(const Config& c, const StrategyConfig& s, int eb) {
+  return double(estimate_memory(c, s, world_of(c), eb).total_bytes()) <= capacity_bytes(c);
+}
+
+// Largest x in {unit, 2*unit, ...} with ok(x), for ok monotone (true then false).
+template <class F>
+int64_t largest(int64_t unit, int64_t limit, F ok) {
+  if (!ok(unit)) return 0;
+  int64_t lo = 1, hi = 2;  // in units
+  while (hi * unit <= limit && ok(hi * unit)) {
+    lo = hi;
+    hi *= 2;
+  }
+  hi = std::min(hi, limit / unit + 1);
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    (ok(mid * unit) ? lo : hi) = mid;
+  }
+  return lo * unit;
+}
+
+ojson layout_json(const Config& c, const StrategyConfig& s) {
+  const ModelConfig& m = c.model;
+  if (s.kind == "tp_pp")
+    return {{"tp", s.tp}, {"pp", s.pp}, {"microbatches", s.microbatches}, {"layers_per_stage", m.layers / s.pp},
+            {"heads_per_rank", m.attention ? m.heads / s.tp : 0}, {"experts_per_rank", m.experts},
+            {"expert_shard_ffn_columns", m.ffn_hidden / s.tp}};
+  const int max_experts = m.experts >= s.ep ? (m.experts + s.ep - 1) / s.ep : 1;
+  return {{"ep", s.ep}, {"expert_tp", s.expert_tp}, {"chunks", s.chunks},
+          {"sequences_per_rank", c.workload.batch_sequences / s.ep}, {"placement", s.placement},
+          {"max_experts_per_rank", max_experts}};
+}
+
+ojson phases_json(const StepTiming& t) {
+  ojson j;
+  for (int i = 0; i < kNumPhases; ++i)
+    j[phase_name(static_cast<Phase>(i))] = {{"max", t.phase_max_ms[i]}, {"mean", t.phase_mean_ms[i]}};
+  j["idle"] = {{"max", t.idle_max_ms}, {"mean", t.idle_mean_ms}};
+  return j;
+}
+
+ojson roofline_json(const StepTiming& t) {
+  ojson j = ojson::object();
+  for (int i = 0; i < kNumPhases; ++i) {
+    const PhaseRoofline& r = t.roofline[i];
+    if (r.compute_ms + r.memory_ms + r.network_ms + r.overhead_ms <= 0) continue;
+    const double ratio = r.ratio();
+    j[phase_name(static_cast<Phase>(i))] = {{"bound", r.bound()}, {"ratio", std::isfinite(ratio) ? ojson(ratio) : ojson(nullptr)},
+                                            {"compute_ms", r.compute_ms}, {"memory_ms", r.memory_ms},
+                                            {"network_ms", r.network_ms}, {"overhead_ms", r.overhead_ms}};
+  }
+  return j;
+}
+
+// Mean of the decode steps' timings (phases, roofline, communication).
+StepTiming mean_timing(const std::vector<StepTiming>& v) {
+  StepTiming m;
+  if (v.empty()) return m;
+  const double n = double(v.size());
+  for (const StepTiming& t : v) {
+    m.time_ms += t.time_ms / n;
+    for (int i = 0; i < kNumPhases; ++i) {
+      m.phase_max_ms[i] += t.phase_max_ms[i] / n;
+      m.phase_mean_ms[i] += t.phase_mean_ms[i] / n;
+      m.roofline[i].compute_ms += t.roofline[i].compute_ms / n;
+      m.roofline[i].memory_ms += t.roofline[i].memory_ms / n;
+      m.roofline[i].network_ms += t.roofline[i].network_ms / n;
+      m.roofline[i].overhead_ms += t.roofline[i].overhead_ms / n;
+    }
+    m.idle_max_ms += t.idle_max_ms / n;
+    m.idle_mean_ms += t.idle_mean_ms / n;
+    m.comm_ms += t.comm_ms / n;
+    m.exposed_comm_ms += t.exposed_comm_ms / n;
+  }
+  return m;
+}
+
+ojson overlap_json(const StepTiming& t) {
+  return {{"comm_ms", t.comm_ms}, {"exposed_comm_ms", t.exposed_comm_ms},
+          {"efficiency", t.comm_ms > 0 ? 1 - t.exposed_comm_ms / t.comm_ms : 1.0}};
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t i = static_cast<size_t>(std::ceil(p * double(v.size()))) - 1;
+  return v[std::min(i, v.size() - 1)];
+}
+
+// Expected assignments dropped by the capacity over one iteration (prefill + decode steps).
+double expected_dropped(const Config& c, const StrategyConfig& s, const ExpectedRouting& r) {
+  if (s.load_balancing.capacity_factor <= 0) return 0;
+  const ModelConfig& m = c.model;
+  double dropped = 0;
+  auto step = [&](int64_t tokens) {
+    const int64_t cap = expert_capacity(s.load_balancing.capacity_factor, tokens, m.top_k, m.experts);
+    for (int l = 0; l < m.layers; ++l)
+      for (int e = 0; e < m.experts; ++e) {
+        const double share = r.expert_share.empty() ? 1.0 / m.experts : r.expert_share[l][e];
+        dropped += std::max(0.0, share * m.top_k * double(tokens) - double(cap));
+      }
+  };
+  step(int64_t(c.workload.batch_sequences) * c.workload.prompt_tokens);
+  for (int t = 0; t < c.workload.decode_steps; ++t) step(c.workload.batch_sequences);
+  return dropped;
+}
+
+}  // namespace
+
+int simulated_elem_bytes(const Config& c, const std::string& backend) {
+  return backend == "cpu" ? 4 : dtype_bytes(parse_dtype(c.model.dtype));
+}
+
+int64_t largest_batch_that_fits(const Config& c, const StrategyConfig& s, int eb) {
+  const int64_t unit = s.kind == "ep" ? s.ep : s.microbatches;
+  Config x = c;
+  return largest(unit, int64_t(1) << 24, [&](int64_t b) {
+    x.workload.batch_sequences = static_cast<int>(b);
+    return fits(x, s, eb);
+  });
+}
+
+int64_t largest_prompt_that_fits(const Config& c, const StrategyConfig& s, int eb) {
+  Config x = c;
+  return largest(1, int64_t(1) << 24, [&](int64_t p) {
+    x.workload.prompt_tokens = static_cast<int>(p);
+    return fits(x, s, eb);
+  });
+}
+
+ojson simulate_strategy(const Config& c, const StrategyConfig& s, const SimulateOptions& o) {
+  const int eb = simulated_elem_bytes(c, o.backend);
+  const HardwareProfile& hw = o.hardware;
+  CostOptions co;
+  co.elem_bytes = eb;
+  co.routing = o.routing;
+  const CostModel model(c, s, co);
+  const WorkloadConfig& w = c.workload;
+
+  const StepTiming pre = simulate_step(model.prefill(), hw);
+  std::vector<StepTiming> dec;
+  std::vector<double> tpots, serial_tpots;
+  HardwareProfile serial = hw;
+  serial.overlap = false;
+  for (int t = 0; t < w.decode_steps; ++t) {
+    const StepCost sc = model.decode(t);
+    dec.push_back(simulate_step(sc, hw));
+    tpots.push_back(dec.back().time_ms);
+    if (hw.overlap && s.kind == "ep") serial_tpots.push_back(simulate_step(sc, serial).time_ms);
+  }
+  const StepTiming dmean = mean_timing(dec);
+  const double decode_total_s = dmean.time_ms * w.decode_steps / 1e3;
+  const int64_t prefill_tokens = int64_t(w.batch_sequences) * w.prompt_tokens;
+
+  ojson r;
+  r["name"] = s.name;
+  r["kind"] = s.kind;
+  r["layout"] = layout_json(c, s);
+  r["prefill"] = {{"tokens", prefill_tokens},
+                  {"time_s", {{"mean", pre.time_ms / 1e3}, {"min", pre.time_ms / 1e3}, {"max", pre.time_ms / 1e3}}},
+                  {"tokens_per_s", pre.time_ms > 0 ? prefill_tokens / (pre.time_ms / 1e3) : 0}};
+  r["decode"] = {{"batch", w.batch_sequences},
+                 {"steps", w.decode_steps},
+                 {"tpot_ms", {{"mean", dmean.time_ms}, {"p50", percentile(tpots, 0.5)}, {"p99", percentile(tpots, 0.99)}}},
+                 {"tokens_per_s", decode_total_s > 0 ? double(w.batch_sequences) * w.decode_steps / decode_total_s : 0}};
+  r["phases_ms"] = {{"prefill", phases_json(pre)}, {"decode_step", phases_json(dmean)}};
+
+  const CostTotals tot = model.iteration_totals();
+  r["traffic"] = {{"per_iteration", true},
+                  {"intra_node_bytes", std::llround(tot.links.intra_bytes)},
+                  {"inter_node_bytes", std::llround(tot.links.inter_bytes)},
+                  {"max_intra_node_link_bytes", std::llround(tot.links.max_port_sent())},
+                  {"max_inter_node_link_bytes", std::llround(tot.links.max_nic_sent())},
+                  {"source", "cost model, expected routing"}};
+  double balancedness = 1;
+  for (const auto& layer : o.routing.expert_share) {
+    double sum = 0, mx = 0;
+    for (double x : layer) {
+      sum += x;
+      mx = std::max(mx, x);
+    }
+    if (mx > 0) balancedness = std::min(balancedness, sum / layer.size() / mx);
+  }
+  r["load"] = {{"scope", "expected routing over one iteration"},
+               {"routing", o.routing.expert_share.empty() ? "uniform" : "given expert shares"},
+               {"min_balancedness", balancedness}, {"dropped_total", std::llround(expected_dropped(c, s, o.routing))},
+               {"layers", ojson::array()}};
+
+  const MemoryEstimate est = estimate_memory(c, s, world_of(c), eb);
+  const bool ok = double(est.total_bytes()) <= capacity_bytes(c);
+  r["memory"] = {{"source", "estimate (simulated): peak_allocated_* repeat estimate_bytes"},
+                 {"peak_allocated_bytes_max", est.total_bytes()}, {"peak_allocated_bytes_mean", est.total_bytes()},
+                 {"estimate_bytes", est.total_bytes()}, {"estimate_weights_bytes", est.weights_bytes},
+                 {"estimate_kv_cache_bytes", est.kv_cache_bytes}, {"estimate_activations_bytes", est.activations_bytes},
+                 {"estimate_comm_buffers_bytes", est.comm_buffers_bytes}, {"capacity_bytes", capacity_bytes(c)},
+                 {"fits", ok}};
+  r["feasibility"] = {{"fits", ok},
+                      {"reason", (ok ? "fits: " : "does not fit: ") + est.describe() + " per GPU vs " +
+                                     std::to_string(static_cast<int>(c.cluster.gpu.memory_gb)) + " GB"},
+                      {"largest_batch_that_fits", largest_batch_that_fits(c, s, eb)},
+                      {"at_prompt_tokens", w.prompt_tokens},
+                      {"largest_prompt_that_fits", largest_prompt_that_fits(c, s, eb)},
+                      {"at_batch_sequences", w.batch_sequences}};
+
+  const double iteration_s = pre.time_ms / 1e3 + decode_total_s;
+  const double world = world_of(c);
+  const double peak = c.cluster.gpu.peak_tflops * world;
+  const double hbm_peak = c.cluster.gpu.hbm_gb_s * world;
+  const double achieved = iteration_s > 0 ? tot.flops() / iteration_s / 1e12 : 0;
+  const double achieved_hbm = iteration_s > 0 ? tot.hbm_bytes() / iteration_s / 1e9 : 0;
+  r["efficiency"] = {{"flops_per_iteration", tot.flops()}, {"achieved_tflops", achieved}, {"peak_tflops", peak},
+                     {"percent_of_peak", peak > 0 ? 100 * achieved / peak : 0},
+                     {"hbm_bytes_per_iteration", tot.hbm_bytes()}, {"achieved_hbm_gb_s", achieved_hbm},
+                     {"percent_of_hbm_peak", hbm_peak > 0 ? 100 * achieved_hbm / hbm_peak : 0},
+                     {"peak_source", "cluster.gpu peaks x world size"}};
+  r["roofline"] = {{"prefill", roofline_json(pre)}, {"decode_step", roofline_json(dmean)}};
+  ojson ov = {{"streams_overlap", hw.overlap && s.kind == "ep"}, {"prefill", overlap_json(pre)},
+              {"decode_step", overlap_json(dmean)}};
+  if (!serial_tpots.empty()) {
+    double m = 0;
+    for (double v : serial_tpots) m += v / serial_tpots.size();
+    ov["tpot_ms_without_overlap"] = m;
+  }
+  r["overlap"] = ov;
+  r["verification"] = {{"checked", false}, {"reason", "simulated"}};
+  return r;
+}
+
+ojson simulate_config(const Config& c, const SimulateOptions& o) {
+  ojson strategies = ojson::array();
+  bool all_fit = true;
+  for (const StrategyConfig& s : c.strategies) {
+    strategies.push_back(simulate_strategy(c, s, o));
+    all_fit = all_fit && strategies.back()["memory"]["fits"].get<bool>();
+  }
+  RunContext ctx;
+  ctx.mode = "simulated";
+  ctx.backend = o.backend;
+  ctx.compute_dtype = o.backend == "cpu" ? "fp32" : c.model.dtype;
+  ctx.world_size = world_of(c);
+  ctx.devices = {o.hardware.gpu_name};
+  ctx.mpi = "none (simulated)";
+  ctx.argv = o.argv;
+  ojson doc = make_results(ctx, c, strategies, compare_strategies(strategies));
+  doc["context"]["hardware"] = profile_to_json(o.hardware);
+  if (!all_fit && o.feasible_variant) {
+    // Same batch, the largest prompt every strategy fits: the paper's TPS = batch / TPOT stays comparable.
+    const int eb = simulated_elem_bytes(c, o.backend);
+    int64_t prompt = c.workload.prompt_tokens;
+    for (const StrategyConfig& s : c.strategies) prompt = std::min(prompt, largest_prompt_that_fits(c, s, eb));
+    ojson v = {{"change", "workload.prompt_tokens " + std::to_string(c.workload.prompt_tokens) + " -> " + std::to_string(prompt)},
+               {"prompt_tokens", prompt}};
+    if (prompt > 0) {
+      Config x = c;
+      x.workload.prompt_tokens = static_cast<int>(prompt);
+      ojson vs = ojson::array();
+      for (const StrategyConfig& s : x.strategies) {
+        const ojson e = simulate_strategy(x, s, o);
+        vs.push_back({{"name", s.name}, {"fits", e["memory"]["fits"]}, {"memory_bytes", e["memory"]["estimate_bytes"]},
+                      {"prefill_tokens_per_s", e["prefill"]["tokens_per_s"]}, {"tpot_ms", e["decode"]["tpot_ms"]["mean"]},
+                      {"decode_tokens_per_s", e["decode"]["tokens_per_s"]},
+                      {"decode_roofline", e["roofline"]["decode_step"]}});
+      }
+      v["strategies"] = vs;
+    } else {
+      v["strategies"] = ojson::array();
+      v["note"] = "no prompt length fits at this batch; see feasibility.largest_batch_that_fits";
+    }
+    doc["feasible_variant"] = v;
+  }
+  return doc;
+}
+
+Config scale_config(const Config& c, int ranks, std::vector<std::string>& notes) {
+  MOE_REQUIRE(ranks > 0, "sweep: ranks must be positive");
+  Config x = c;
+  const int gpn = c.cluster.gpus_per_node;
+  if (ranks % gpn != 0 && ranks > gpn) throw ConfigError("--sweep", std::to_string(ranks) + " ranks is not a multiple of gpus_per_node " + std::to_string(gpn));
+  x.cluster.gpus_per_node = std::min(gpn, ranks);
+  x.cluster.nodes = std::max(1, ranks / gpn);
+  x.strategies.clear();
+  for (StrategyConfig s : c.strategies) {
+    std::string why;
+    if (s.kind == "ep") {
+      s.ep = ranks;
+      s.expert_tp = 1;
+      if (c.workload.batch_sequences % ranks != 0)
+        why = "batch_sequences " + std::to_string(c.workload.batch_sequences) + " not divisible by ep " + std::to_string(ranks);
+    } else {
+      s.tp = x.cluster.gpus_per_node;
+      s.pp = ranks / s.tp;
+      if (c.model.layers % s.pp != 0)
+        why = "model.layers " + std::to_string(c.model.layers) + " cannot be split into pp = " + std::to_string(s.pp) +
+              " stages (tp = " + std::to_string(s.tp) + ")";
+      else if (c.model.attention && c.model.heads % s.tp != 0)
+        why = "model.heads not divisible by tp = " + std::to_string(s.tp);
+    }
+    if (why.empty()) {
+      x.strategies.push_back(s);
+    } else {
+      notes.push_back(s.name + " (" + s.kind + ") skipped at " + std::to_string(ranks) + " GPUs: " + why);
+    }
+  }
+  return x;
+}
+
+ojson simulate_sweep(const Config& c, const std::vector<int>& ranks, const SimulateOptions& o) {
+  ojson out = ojson::array();
+  for (int n : ranks) {
+    std::vector<std::string> notes;
+    const Config x = scale_config(c, n, notes);
+    ojson doc;
+    if (x.strategies.empty()) {
+      doc = {{"schema_version", 1}, {"strategies", ojson::array()}, {"comparison", ojson::array()}};
+    } else {
+      validate_config(x);
+      SimulateOptions so = o;
+      so.feasible_variant = false;
+      doc = simulate_config(x, so);
+    }
+    doc["sweep_point"] = {{"ranks", n}, {"nodes", x.cluster.nodes}, {"gpus_per_node", x.cluster.gpus_per_node}, {"notes", notes}};
+    out.push_back(doc);
+  }
+  return out;
+}
+
+namespace {
+std::string fmt(double v, int precision = 2) {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(precision) << v;
+  return os.str();
+}
+}  // namespace
+
+void print_simulated(std::ostream& out, const ojson& r) {
+  out << "moe-bench simulate  config " << r["config"]["name"].get<std::string>() << "  " << r["context"]["world_size"].get<int>()
+      << " GPUs  hardware " << r["context"]["hardware"]["name"].get<std::string>() << "\n\n";
+  out << std::left << std::setw(12) << "strategy" << std::setw(8) << "kind" << std::right << std::setw(15) << "prefill tok/s"
+      << std::setw(14) << "decode tok/s" << std::setw(12) << "TPOT ms" << std::setw(10) << "mem GB" << std::setw(6) << "fits"
+      << "  decode bound (phase: bound x ratio)\n";
+  for (const auto& s : r["strategies"]) {
+    out << std::left << std::setw(12) << s["name"].get<std::string>() << std::setw(8) << s["kind"].get<std::string>()
+        << std::right << std::setw(15) << fmt(s["prefill"]["tokens_per_s"].get<double>(), 0) << std::setw(14)
+        << fmt(s["decode"]["tokens_per_s"].get<double>(), 0) << std::setw(12) << fmt(s["decode"]["tpot_ms"]["mean"].get<double>(), 3)
+        << std::setw(10) << fmt(s["memory"]["estimate_bytes"].get<double>() / 1e9, 1) << std::setw(6)
+        << (s["memory"]["fits"].get<bool>() ? "yes" : "NO") << " ";
+    for (const auto& [phase, b] : s["roofline"]["decode_step"].items())
+      out << " " << phase << ":" << b["bound"].get<std::string>()
+          << (b["ratio"].is_null() ? "" : "x" + fmt(b["ratio"].get<double>(), 1));
+    out << "\n";
+  }
+  for (const auto& s : r["strategies"])
+    if (!s["memory"]["fits"].get<bool>())
+      out << "\n" << s["name"].get<std::string>() << ": " << s["feasibility"]["reason"].get<std::string>()
+          << "\n  fits: batch <= " << s["feasibility"]["largest_batch_that_fits"] << " at prompt "
+          << s["feasibility"]["at_prompt_tokens"] << ", or prompt <= " << s["feasibility"]["largest_prompt_that_fits"]
+          << " at batch " << s["feasibility"]["at_batch_sequences"] << "\n";
+  if (r.contains("feasible_variant")) {
+    const auto& v = r["feasible_variant"];
+    out << "\nfeasible variant (" << v["change"].get<std::string>() << "):\n";
+    for (const auto& s : v["strategies"])
+      out << "  " << std::left << std::setw(12) << s["name"].get<std::string>() << std::right << " TPOT "
+          << fmt(s["tpot_ms"].get<double>(), 3) << " ms  decode " << fmt(s["decode_tokens_per_s"].get<double>(), 0)
+          << " tok/s  prefill " << fmt(s["prefill_tokens_per_s"].get<double>(), 0) << " tok/s\n";
+  }
+  for (const auto& c : r["comparison"])
+    out << "\n" << c["name"].get<std::string>() << " vs " << c["vs"].get<std::string>() << ": decode TPS x"
+        << fmt(c["tps_ratio"].get<double>()) << ", TPOT " << fmt(c["tpot_ratio"].get<double>()) << "x lower, prefill TPS x"
+        << fmt(c["prefill_tps_ratio"].get<double>()) << "\n";
+}
+
+void print_sweep(std::ostream& out, const ojson& sweep) {
+  out << std::right << std::setw(6) << "GPUs" << std::setw(6) << "nodes" << "  " << std::left << std::setw(28) << "strategy"
+      << std::right << std::setw(12) << "TPOT ms" << std::setw(14) << "decode tok/s" << std::setw(15) << "prefill tok/s"
+      << std::setw(9) << "mem GB" << std::setw(6) << "fits" << "\n";
+  for (const auto& p : sweep) {
+    const auto& sp = p["sweep_point"];
+    for (const auto& s : p["strategies"]) {
+      const auto& l = s["layout"];
+      const std::string layout = s["kind"] == "ep" ? "ep=" + std::to_string(l["ep"].get<int>())
+                                                   : "tp=" + std::to_string(l["tp"].get<int>()) + " pp=" + std::to_string(l["pp"].get<int>());
+      out << std::right << std::setw(6) << sp["ranks"].get<int>() << std::setw(6) << sp["nodes"].get<int>() << "  " << std::left
+          << std::setw(28) << (s["name"].get<std::string>() + " (" + layout + ")") << std::right << std::setw(12)
+          << fmt(s["decode"]["tpot_ms"]["mean"].get<double>(), 3) << std::setw(14) << fmt(s["decode"]["tokens_per_s"].get<double>(), 0)
+          << std::setw(15) << fmt(s["prefill"]["tokens_per_s"].get<double>(), 0) << std::setw(9)
+          << fmt(s["memory"]["estimate_bytes"].get<double>() / 1e9, 1) << std::setw(6) << (s["memory"]["fits"].get<bool>() ? "yes" : "NO")
+          << "\n";
+    }
+    for (const auto& n : sp["notes"]) out << std::setw(14) << "" << "note: " << n.get<std::string>() << "\n";
+  }
+}
+
+}  // namespace moe

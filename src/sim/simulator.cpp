@@ -1,0 +1,322 @@
+// Kernel and communication durations and the step schedules (see simulator.hpp). Every duration is a
+// max over resources (roofline) plus fixed latencies; nothing is a fixed percentage of anything.
+#include "sim/simulator.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/error.hpp"
+
+namespace moe {
+
+namespace {
+
+bool is_host(KernelKind k) { return k == KernelKind::host_route || k == KernelKind::host_plan; }
+bool is_transfer(KernelKind k) { return k == KernelKind::upload || k == KernelKind::download; }
+
+double ceil_log2(int n) { return n <= 1 ? 0.0 : std::ceil(std::log2(double(n))); }
+
+// GB/s -> bytes per millisecond
+double per_ms(double gb_s) { return gb_s * 1e6; }
+
+}  // namespace
+
+std::string PhaseRoofline::bound() const {
+  const double m = std::max({compute_ms, memory_ms, network_ms});
+  if (m <= 0) return overhead_ms > 0 ? "overhead" : "none";
+  if (overhead_ms > m) return "overhead";
+  if (m == network_ms) return "network";
+  return m == compute_ms ? "compute" : "memory";
+}
+
+double PhaseRoofline::ratio() const {
+  std::array<double, 3> v{compute_ms, memory_ms, network_ms};
+  std::sort(v.begin(), v.end());
+  if (v[2] <= 0) return 0;
+  return v[1] > 0 ? v[2] / v[1] : std::numeric_limits<double>::infinity();
+}
+
+double kernel_ms(const Kernel& k, const HardwareProfile& hw) {
+  if (is_host(k.kind)) return k.items * hw.ns_per_item(k.kind) * 1e-6;
+  if (k.kind == KernelKind::gemm && !hw.gemm_table.empty()) {
+    const double per_launch = hw.gemm_table_ms(k.m, k.k, k.n);  // measured, launch cost included
+    if (per_launch >= 0) return k.launches * per_launch;
+  }
+  const double launch = k.launches * hw.kernel_overhead_us * 1e-3;
+  if (is_transfer(k.kind)) return launch + k.bytes / per_ms(hw.gb_s(k.kind)) + (k.host_sync ? hw.host_sync_us * 1e-3 : 0);
+  const double compute = k.flops > 0 ? k.flops / (hw.tflops(k.kind) * 1e9) : 0;
+  const double memory = k.bytes / per_ms(hw.gb_s(k.kind));
+  return launch + std::max(compute, memory) + (k.host_sync ? hw.host_sync_us * 1e-3 : 0);
+}
+
+double comm_ms(const CommCost& c, const HardwareProfile& hw) {
+  if (c.kind == CommKind::none || c.group_size <= 1) return 0;
+  const LinkProfile& slow = c.crosses_nodes ? hw.inter_node : hw.intra_node;
+  const double alpha = slow.latency_us * 1e-3;
+  auto busiest_link_ms = [&] {
+    if (!c.links) return 0.0;
+    return std::max(c.links->max_port() * c.scale / per_ms(hw.intra_node.achievable_gb_s()),
+                    c.links->max_nic() * c.scale / per_ms(hw.inter_node.achievable_gb_s()));
+  };
+  switch (c.kind) {
+    case CommKind::all_to_all:
+      // One round: the busiest link (sent or received, per NVLink port or NIC) decides.
+      return alpha + c.peers * hw.alltoall_per_peer_us * 1e-3 + busiest_link_ms();
+    case CommKind::all_reduce: {
+      // Latency of a tree (small messages), bandwidth of a ring: 2(n-1)/n of the buffer per link.
+      const double n = c.group_size;
+      const double bus = hw.allreduce_gb_s > 0 && !c.crosses_nodes ? hw.allreduce_gb_s : slow.achievable_gb_s();
+      return alpha + 2 * ceil_log2(c.group_size) * hw.collective_hop_us * 1e-3 + 2 * (n - 1) / n * c.payload_bytes / per_ms(bus);
+    }
+    case CommKind::p2p:
+      return alpha + busiest_link_ms();
+    case CommKind::control: {
+      const double one = c.peers > 0 ? alpha + c.peers * hw.alltoall_per_peer_us * 1e-3
+                                     : alpha + 2 * ceil_log2(c.group_size) * hw.collective_hop_us * 1e-3;
+      return c.repeats * one;
+    }
+    case CommKind::none: break;
+  }
+  return 0;
+}
+
+namespace {
+
+double work_ms(const Op& op, const HardwareProfile& hw) {  // kernels and host work only
+  double t = 0;
+  for (const Kernel& k : op.kernels) t += kernel_ms(k, hw);
+  return t;
+}
+double kernels_ms(const Op& op, const HardwareProfile& hw) { return work_ms(op, hw) + comm_ms(op.control, hw); }
+double op_ms(const Op& op, const HardwareProfile& hw) { return kernels_ms(op, hw) + comm_ms(op.comm, hw); }
+
+// Adds an op's time split to its phase's roofline (`times` occurrences on the critical rank).
+void add_roofline(StepTiming& t, const Op& op, const HardwareProfile& hw, double times) {
+  PhaseRoofline& r = t.roofline[static_cast<int>(op.phase)];
+  for (const Kernel& k : op.kernels) {
+    if (is_host(k.kind) || is_transfer(k.kind)) {
+      r.overhead_ms += times * kernel_ms(k, hw);
+      continue;
+    }
+    r.compute_ms += times * (k.flops > 0 ? k.flops / (hw.tflops(k.kind) * 1e9) : 0);
+    r.memory_ms += times * k.bytes / per_ms(hw.gb_s(k.kind));
+    r.overhead_ms += times * (k.launches * hw.kernel_overhead_us * 1e-3 + (k.host_sync ? hw.host_sync_us * 1e-3 : 0));
+  }
+  r.network_ms += times * (comm_ms(op.control, hw) + comm_ms(op.comm, hw));
+}
+
+// In-order queues on two resources (compute stream, network) with dependencies between tasks.
+struct Task {
+  int resource;            // 0 compute, 1 network
+  double duration;
+  std::vector<int> deps;
+  double end = -1;
+};
+
+double run_queues(std::vector<Task>& tasks, const std::vector<std::vector<int>>& queues, double start,
+                  double* compute_busy) {
+  std::vector<size_t> head(queues.size(), 0);
+  std::vector<double> free(queues.size(), start);
+  size_t done = 0, total = 0;
+  for (const auto& q : queues) total += q.size();
+  while (done < total) {
+    bool progressed = false;
+    for (size_t r = 0; r < queues.size(); ++r) {
+      if (head[r] == queues[r].size()) continue;
+      Task& t = tasks[queues[r][head[r]]];
+      double ready = free[r];
+      bool ok = true;
+      for (int d : t.deps) {
+        if (tasks[d].end < 0) ok = false;
+        ready = std::max(ready, tasks[d].end);
+      }
+      if (!ok) continue;
+      t.end = ready + t.duration;
+      free[r] = t.end;
+      if (r == 0 && compute_busy) *compute_busy += t.duration;
+      ++head[r];
+      ++done;
+      progressed = true;
+    }
+    MOE_REQUIRE(progressed, "simulator: schedule dependencies form a cycle");
+  }
+  return *std::max_element(free.begin(), free.end());
+}
+
+StepTiming simulate_ep(const StepCost& s, const HardwareProfile& hw) {
+  StepTiming t;
+  double now = 0, compute_busy = 0;
+  auto phase = [&](Phase p) -> double& { return t.phase_max_ms[static_cast<int>(p)]; };
+  for (const EpLayerCost& L : s.ep_layers) {
+    for (const Op* op : {&L.attention, &L.gate}) {
+      const double d = op_ms(*op, hw);
+      phase(op->phase) += d;
+      now += d;
+      compute_busy += kernels_ms(*op, hw);
+      t.comm_ms += comm_ms(op->control, hw);
+      add_roofline(t, *op, hw, 1);
+    }
+    const int C = static_cast<int>(L.chunks.size());
+    std::vector<Task> tasks;
+    std::vector<std::vector<int>> queues(2);
+    // Task ids per chunk: prep 5c, dispatch 5c+1, expert 5c+2, combine 5c+3, post 5c+4.
+    for (int c = 0; c < C; ++c) {
+      const EpChunkCost& ch = L.chunks[c];
+      const double prep = kernels_ms(ch.dispatch, hw), disp = comm_ms(ch.dispatch.comm, hw);
+      const double exp = kernels_ms(ch.expert, hw), comb = comm_ms(ch.combine.comm, hw), post = kernels_ms(ch.combine, hw);
+      const int b = 5 * c;
+      tasks.push_back({0, prep, {}});
+      tasks.push_back({1, disp, {b}});
+      tasks.push_back({0, exp, {b + 1}});
+      tasks.push_back({1, comb, {b + 2}});
+      tasks.push_back({0, post, {b + 3}});
+      phase(Phase::dispatch) += prep + disp;
+      phase(Phase::expert) += exp;
+      phase(Phase::combine) += comb + post;
+      t.comm_ms += disp + comb + comm_ms(ch.dispatch.control, hw);
+      for (const Op* op : {&ch.dispatch, &ch.expert, &ch.combine}) add_roofline(t, *op, hw, 1);
+    }
+    if (hw.overlap) {
+      // compute: prep 0, then per chunk c: prep c+1, experts c, post c-1; network: dispatch 0, then
+      // dispatch c+1 and combine c. Dispatch and combine share the links, so they share one queue.
+      queues[0].push_back(0);
+      queues[1].push_back(1);
+      for (int c = 0; c < C; ++c) {
+        if (c + 1 < C) queues[0].push_back(5 * (c + 1));
+        queues[0].push_back(5 * c + 2);
+        if (c > 0) queues[0].push_back(5 * (c - 1) + 4);
+        if (c + 1 < C) queues[1].push_back(5 * (c + 1) + 1);
+        queues[1].push_back(5 * c + 3);
+      }
+      if (C > 0) queues[0].push_back(5 * (C - 1) + 4);
+    } else {
+      // Eager program order: every task waits for the previous one.
+      std::vector<int> order;
+      for (int c = 0; c < C; ++c)
+        for (int i = 0; i < 5; ++i) order.push_back(5 * c + i);
+      for (size_t i = 1; i < order.size(); ++i) tasks[order[i]].deps.push_back(order[i - 1]);
+      for (int id : order) queues[tasks[id].resource].push_back(id);
+    }
+    now = run_queues(tasks, queues, now, &compute_busy);
+    const double res = op_ms(L.residual, hw);
+    phase(Phase::other) += res;
+    now += res;
+    compute_busy += res;
+    add_roofline(t, L.residual, hw, 1);
+  }
+  const double tail = op_ms(s.ep_tail, hw);
+  phase(Phase::other) += tail;
+  now += tail;
+  compute_busy += tail;
+  add_roofline(t, s.ep_tail, hw, 1);
+  t.time_ms = now;
+  double work = work_ms(s.ep_tail, hw);
+  for (const EpLayerCost& L : s.ep_layers) {
+    work += work_ms(L.attention, hw) + work_ms(L.gate, hw) + work_ms(L.residual, hw);
+    for (const EpChunkCost& ch : L.chunks) work += work_ms(ch.dispatch, hw) + work_ms(ch.expert, hw) + work_ms(ch.combine, hw);
+  }
+  t.busy_all_ranks_ms = s.ranks * work;
+  t.exposed_comm_ms = std::min(t.comm_ms, std::max(0.0, now - compute_busy));
+  if (!hw.overlap) t.exposed_comm_ms = t.comm_ms;
+  double inside = 0;
+  for (double v : t.phase_max_ms) inside += v;
+  t.phase_mean_ms = t.phase_max_ms;  // expected routing: ranks differ only by replica shares
+  t.idle_max_ms = t.idle_mean_ms = std::max(0.0, now - inside);
+  return t;
+}
+
+// GPipe forward with blocking transfers (NCCL send/recv and large MPI messages complete only when both
+// stages are there): a stage sends micro-batch m after computing it and cannot start m+1 before the
+// next stage has received it. After the last micro-batch the last stage sends rms(y_last) to stage 0.
+StepTiming simulate_tp_pp(const StepCost& s, const HardwareProfile& hw) {
+  StepTiming t;
+  const int P = s.stages, M = s.microbatches;
+  std::array<double, kNumPhases> per_mb{};
+  double mb_compute = 0, mb_comm = 0;
+  for (const TpPpLayerCost& L : s.stage_layers)
+    for (const Op* op : {&L.attention, &L.attention_allreduce, &L.attention_residual, &L.gate, &L.expert,
+                         &L.moe_allreduce, &L.moe_residual}) {
+      const double d = op_ms(*op, hw);
+      per_mb[static_cast<int>(op->phase)] += d;
+      mb_compute += d;
+      mb_comm += comm_ms(op->comm, hw);
+      add_roofline(t, *op, hw, M);
+    }
+  const double in_copy = op_ms(s.stage_input, hw), out_copy = op_ms(s.stage_output, hw);
+  const double hop = comm_ms(s.pp_hop.comm, hw);
+  const double fb = op_ms(s.feedback, hw), fb_send = comm_ms(s.feedback_send.comm, hw);
+  add_roofline(t, s.stage_input, hw, M);
+  add_roofline(t, s.stage_output, hw, M);
+  add_roofline(t, s.pp_hop, hw, M);
+  add_roofline(t, s.feedback, hw, 1);
+  add_roofline(t, s.feedback_send, hw, 1);
+
+  std::vector<double> free(P, 0.0), ready(P, 0.0), pp(P, 0.0), other(P, 0.0);
+  for (int m = 0; m < M; ++m)
+    for (int st = 0; st < P; ++st) {
+      if (st > 0) {
+        const double xs = std::max(ready[st - 1], free[st]), xe = xs + hop;
+        pp[st - 1] += xe - ready[st - 1];
+        pp[st] += xe - free[st];
+        free[st - 1] = free[st] = xe;
+      }
+      const double extra = (st == 0 ? in_copy : 0) + (st == P - 1 ? out_copy : 0);
+      other[st] += extra;
+      free[st] += mb_compute + extra;
+      ready[st] = free[st];
+    }
+  free[P - 1] += fb;
+  other[P - 1] += fb;
+  if (P > 1) {
+    const double xs = std::max(free[P - 1], free[0]), xe = xs + fb_send;
+    pp[P - 1] += xe - free[P - 1];
+    pp[0] += xe - free[0];
+    free[0] = free[P - 1] = xe;
+  }
+  t.time_ms = *std::max_element(free.begin(), free.end());
+  for (int st = 0; st < P; ++st) {
+    std::array<double, kNumPhases> ph{};
+    double inside = 0;
+    for (int i = 0; i < kNumPhases; ++i) ph[i] = per_mb[i] * M;
+    ph[static_cast<int>(Phase::other)] += other[st];
+    ph[static_cast<int>(Phase::pp_transfer)] += pp[st];
+    for (int i = 0; i < kNumPhases; ++i) {
+      t.phase_max_ms[i] = std::max(t.phase_max_ms[i], ph[i]);
+      t.phase_mean_ms[i] += ph[i] / P;
+      inside += ph[i];
+    }
+    const double idle = std::max(0.0, free[st] - inside);
+    t.idle_max_ms = std::max(t.idle_max_ms, idle);
+    t.idle_mean_ms += idle / P;
+  }
+  // Communication is issued on the compute stream: all of it is exposed.
+  t.comm_ms = mb_comm * M + (P > 1 ? hop * M + fb_send : 0);
+  t.exposed_comm_ms = t.comm_ms;
+  double stage_work = 0;
+  for (int st = 0; st < P; ++st) stage_work += (mb_compute - mb_comm) * M + other[st];
+  t.busy_all_ranks_ms = s.tp * stage_work;
+  return t;
+}
+
+}  // namespace
+
+StepTiming simulate_step(const StepCost& s, const HardwareProfile& hw) {
+  MOE_REQUIRE(s.kind == "ep" || s.kind == "tp_pp", "simulator: unknown step kind '" + s.kind + "'");
+  StepTiming t = s.kind == "ep" ? simulate_ep(s, hw) : simulate_tp_pp(s, hw);
+  // More ranks than cores: the ranks' work is time-shared, so the step cannot beat the total work
+  // divided by the cores. Every phase stretches by the same factor (the waiting moves with it).
+  if (hw.shared_cores > 0 && s.ranks > hw.shared_cores && t.time_ms > 0) {
+    const double f = std::max(1.0, t.busy_all_ranks_ms / hw.shared_cores / t.time_ms);
+    t.time_ms *= f;
+    for (int i = 0; i < kNumPhases; ++i) {
+      t.phase_max_ms[i] *= f;
+      t.phase_mean_ms[i] *= f;
+    }
+    t.idle_max_ms *= f;
+    t.idle_mean_ms *= f;
+  }
+  return t;
+}
+
+}  // namespace moe
