@@ -46,6 +46,9 @@ StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& w
   for (int i = 0; i < std::min(c.workload.warmup_steps, c.workload.decode_steps); ++i)
     timed_step(world, timer, scratch, [&] { s.decode_step(timer); });
 
+  // Counters cover the measured iterations only.
+  compute.reset_counters();
+  world.traffic().reset();
   StepTimes t;
   std::vector<double> prefill_local, decode_local;
   for (int it = 0; it < c.run.iterations; ++it) {
