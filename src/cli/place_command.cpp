@@ -1,9 +1,10 @@
 // The place subcommand: resolves the algorithm and the expected routing (results file, --routing,
-// the ep strategy's placement_profile, workload.routing, else uniform), times the search, prints
-// per-layer metrics for the plan and for round_robin, and writes the plan file.
+// the ep strategy's placement_profile, workload.routing, else uniform), times the search, prints per-layer
+// metrics for the plan, for round_robin and the integer-replica balancedness bound, writes the plan file.
 #include "cli/place_command.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iomanip>
@@ -14,6 +15,7 @@
 #include "backend/backend.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "placement/balance_bound.hpp"
 #include "placement/load_profile.hpp"
 #include "placement/placers.hpp"
 #include "placement/plan_json.hpp"
@@ -174,6 +176,19 @@ int run_place(const PlaceArgs& a, const MpiSession& mpi) {
     out << "layer " << l << "\n";
     print_row(out, algorithm, pm, nics);
     if (algorithm != "round_robin") print_row(out, "round_robin", rm, nics);
+    if (m.experts <= G) {  // the integer-replica caps on balancedness (balance_bound.hpp)
+      std::vector<double> w(m.experts, 0);
+      std::vector<double> node_w(size_t(m.experts) * topo.nodes(), 0);
+      for (int s = 0; s < G; ++s)
+        for (int e = 0; e < m.experts; ++e) w[e] += tokens[s][e], node_w[size_t(e) * topo.nodes() + topo.node_of(s)] += tokens[s][e];
+      bool even = true;  // every node sends an equal share of each expert's load
+      for (int e = 0; e < m.experts; ++e)
+        for (int n = 0; n < topo.nodes(); ++n)
+          even = even && std::abs(node_w[size_t(e) * topo.nodes() + n] - w[e] / topo.nodes()) <= 1e-9 * (1 + w[e]);
+      out << "    bound with one expert per GPU: " << fmt(best_balancedness_bound(w, G).balancedness, 3);
+      if (even) out << ", with same-node-first replicas: " << fmt(same_node_first_bound(w, G, topo.nodes()), 3);
+      out << " (" << algorithm << " " << fmt(pm.balancedness, 3) << ")\n";
+    }
     if (details) {
       out << "    experts -> ranks: " << describe_replicas(plan.layers[l]) << "\n    tokens per GPU:";
       for (double t : pm.tokens_per_gpu) out << " " << fmt(t, 0);

@@ -98,21 +98,49 @@ void check_placement(const Placement& p, int num_ranks) {
   }
 }
 
-int choose_replica(const LayerPlacement& lp, int expert, int src_rank, const Topology& topo,
-                   std::vector<int64_t>& replica_load) {
-  const auto& reps = lp.replicas.at(expert);
-  if (reps.size() == 1) return reps[0];
+ReplicaCandidates replica_candidates(const LayerPlacement& lp, int expert, int src_rank, const Topology& topo) {
+  const std::vector<int>& reps = lp.replicas.at(expert);
+  const int m = static_cast<int>(reps.size());
+  MOE_REQUIRE(m > 0, "expert " + std::to_string(expert) + " has no replica");
+  const int gpn = topo.gpus_per_node(), src_node = src_rank / gpn;
+  // One pass: the source's node run [lo, hi), its own position, and the replica nodes before its node.
+  int lo = m, hi = m, own = -1, nodes_before = 0;
+  for (int i = 0; i < m; ++i) {
+    const int r = reps[i], n = r / gpn;
+    MOE_REQUIRE(i == 0 || reps[i - 1] < r, "expert " + std::to_string(expert) + ": replica ranks must ascend");
+    if (r == src_rank) own = i;
+    if (n < src_node && (i == 0 || reps[i - 1] / gpn != n)) ++nodes_before;
+    if (n == src_node && lo == m) lo = i;
+    if (n > src_node && hi == m) hi = i;
+  }
+  if (lo == m) hi = m;
+  ReplicaCandidates c;
+  if (own >= 0) {
+    c.first = own;
+    c.count = 1;
+  } else if (lo < hi) {
+    c.first = lo;
+    c.count = hi - lo;
+    int hosts_below = 0;  // the node's replicas below the source are not sources of this group
+    for (int i = lo; i < hi && reps[i] < src_rank; ++i) ++hosts_below;
+    c.source_index = src_rank % gpn - hosts_below;
+  } else {
+    c.first = 0;
+    c.count = m;
+    c.source_index = int64_t(src_node - nodes_before) * gpn + src_rank % gpn;
+  }
+  return c;
+}
+
+int choose_replica(const LayerPlacement& lp, int expert, int src_rank, const Topology& topo, int64_t expert_total,
+                   int64_t expert_before, std::vector<int64_t>& replica_load) {
+  const ReplicaCandidates c = replica_candidates(lp, expert, src_rank, topo);
+  const int* cand = lp.replicas[expert].data() + c.first;
+  const int start = static_cast<int>((c.source_index * expert_total + expert_before) % c.count);
   int best = -1;
-  int best_class = 3;
-  int64_t best_load = 0;
-  for (int r : reps) {
-    const int cls = static_cast<int>(topo.link(src_rank, r));
-    const int64_t load = replica_load.at(r);
-    if (best < 0 || cls < best_class || (cls == best_class && load < best_load)) {
-      best = r;
-      best_class = cls;
-      best_load = load;
-    }
+  for (int k = 0; k < c.count; ++k) {
+    const int r = cand[(start + k) % c.count];
+    if (best < 0 || replica_load.at(r) < replica_load[best]) best = r;
   }
   ++replica_load[best];
   return best;

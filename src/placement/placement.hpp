@@ -1,6 +1,7 @@
 // Expert -> rank maps per layer, behind one interface so algorithms can be swapped
 // (round_robin here; load- and topology-aware algorithms plug in through make_placer()).
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,9 +49,28 @@ std::vector<std::string> placer_names();
 // replicas/slots consistent). Throws Error naming the layer and expert.
 void check_placement(const Placement& p, int num_ranks);
 
-// Which replica of `expert` serves tokens from `src_rank`: same rank, then same node, then the
-// replica with the fewest assignments so far (`replica_load`, updated), ties -> lower rank.
-int choose_replica(const LayerPlacement& lp, int expert, int src_rank, const Topology& topo,
-                   std::vector<int64_t>& replica_load);
+// The replicas that may serve `expert` for tokens from `src_rank`: the nearest link class only. They
+// are the contiguous run replicas[expert][first, first + count) (replica lists ascend and ranks are
+// node-major): the source's own rank if it hosts the expert, else the expert's replicas on the
+// source's node, else all replicas. `source_index` (p) numbers the sources sharing these candidates
+// from 0 in rank order: 0 for the own rank; among the node's ranks that do not host the expert; among
+// the ranks of the nodes holding no replica of it. Replica lists must ascend (MOE_REQUIRE).
+struct ReplicaCandidates {
+  int first = 0;
+  int count = 0;             // m
+  int64_t source_index = 0;  // p
+};
+ReplicaCandidates replica_candidates(const LayerPlacement& lp, int expert, int src_rank, const Topology& topo);
+
+// Which replica of `expert` serves the next assignment from `src_rank` in one dispatch plan: among
+// replica_candidates, the one with the fewest assignments so far (`replica_load`, [num_ranks],
+// updated), ties to the first in cyclic candidate order from position (p * expert_total +
+// expert_before) mod m. expert_total: the source's assignments to `expert` in the whole routing;
+// expert_before: those in tokens before this plan's (chunked dispatch continues the rotation).
+// With one slot per rank this deals the source's j-th assignment (routing order) to candidate
+// (p * expert_total + j) mod m, so sources with equal totals together deal one contiguous cycle:
+// every candidate gets floor or ceil of the mean. Deterministic; no communication.
+int choose_replica(const LayerPlacement& lp, int expert, int src_rank, const Topology& topo, int64_t expert_total,
+                   int64_t expert_before, std::vector<int64_t>& replica_load);
 
 }  // namespace moe

@@ -11,25 +11,10 @@ namespace moe {
 void split_over_replicas(const LayerPlacement& lp, int expert, int src_rank, const Topology& topo, double count,
                          std::vector<ReplicaShare>& out) {
   out.clear();
-  const auto& reps = lp.replicas.at(expert);
-  MOE_REQUIRE(!reps.empty(), "expert " + std::to_string(expert) + " has no replica");
-  if (reps.size() == 1) {
-    out.push_back({reps[0], count});
-    return;
-  }
-  // Link class as Topology::link (self < intra-node < inter-node), inlined: this runs per
-  // (source, expert) over whole clusters.
-  const int gpn = topo.gpus_per_node(), src_node = src_rank / gpn;
-  auto link_class = [&](int r) { return r == src_rank ? 0 : r / gpn == src_node ? 1 : 2; };
-  int best_class = 3, m = 0;
-  for (int r : reps) {
-    const int c = link_class(r);
-    if (c < best_class) best_class = c, m = 0;
-    m += c == best_class;
-  }
-  int i = 0;
-  for (int r : reps)  // ascending ranks: ties go to the lower rank
-    if (link_class(r) == best_class) out.push_back({r, replica_share(count, m, i++)});
+  const ReplicaCandidates c = replica_candidates(lp, expert, src_rank, topo);
+  const int* cand = lp.replicas[expert].data() + c.first;
+  const double start = replica_start(double(c.source_index), count, c.count);
+  for (int i = 0; i < c.count; ++i) out.push_back({cand[i], replica_share(count, c.count, i, start)});
 }
 
 double balancedness_of(const std::vector<double>& loads) {
@@ -53,9 +38,10 @@ PlanMetrics compute_plan_metrics(const LayerPlacement& lp, const Topology& topo,
   m.port_bytes.assign(G, 0);
   for (int s = 0; s < G; ++s)
     MOE_REQUIRE(static_cast<int>(tokens[s].size()) == E, "plan metrics: tokens row has the wrong number of experts");
-  // Expert-major walk with split_over_replicas' rule unrolled per node: the replicas of e on node n
+  // Expert-major walk with replica_candidates' rule unrolled per node: the replicas of e on node n
   // are a contiguous run of its (rank-sorted) list; sources on a node with a run use it (their own
-  // rank first), the others split over all replicas.
+  // rank first; the others numbered among the node's non-hosting ranks), the sources of the nodes
+  // without one split over all replicas, numbered over those nodes in rank order.
   auto send = [&](int s, int r, double rows) {
     m.tokens_per_gpu[r] += rows;
     if (r == s) return;  // served on its own rank: no link
@@ -77,21 +63,29 @@ PlanMetrics compute_plan_metrics(const LayerPlacement& lp, const Topology& topo,
                 "plan metrics: expert " + std::to_string(e) + " needs replicas in ascending rank order");
     const int all = static_cast<int>(reps.size());
     size_t next = 0;
+    int far_nodes = 0;  // nodes before n holding no replica of e
     for (int n = 0; n < topo.nodes(); ++n) {
       while (next < reps.size() && reps[next] / gpn < n) ++next;
       size_t end = next;
       while (end < reps.size() && reps[end] / gpn == n) ++end;
-      const int* cand = end > next ? &reps[next] : reps.data();
-      const int num = end > next ? static_cast<int>(end - next) : all;
+      const bool near = end > next;
+      const int* cand = near ? &reps[next] : reps.data();
+      const int num = near ? static_cast<int>(end - next) : all;
+      int hosts_below = 0;
       for (int s = n * gpn; s < (n + 1) * gpn; ++s) {
         const double t = tokens[s][e];
+        const bool hosts = near && std::find(cand, cand + num, s) != cand + num;
+        const int64_t p = near ? s - n * gpn - hosts_below : int64_t(far_nodes) * gpn + (s - n * gpn);
+        hosts_below += hosts;
         if (t <= 0) continue;
-        if (end > next && std::find(cand, cand + num, s) != cand + num) {
+        if (hosts) {
           send(s, s, t);
           continue;
         }
-        for (int i = 0; i < num; ++i) send(s, cand[i], replica_share(t, num, i));
+        const double start = replica_start(double(p), t, num);
+        for (int i = 0; i < num; ++i) send(s, cand[i], replica_share(t, num, i, start));
       }
+      far_nodes += !near;
     }
   }
   m.balancedness = balancedness_of(m.tokens_per_gpu);

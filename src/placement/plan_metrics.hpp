@@ -1,6 +1,6 @@
 // What a layer's placement costs under an expected routing: tokens per GPU, balancedness, bytes per
 // link class and on the busiest NIC / NVLink port. Replica choice follows the runtime dispatch
-// (choose_replica), so predictions and counted traffic use the same rule.
+// (choose_replica's cyclic deal), so predictions and counted traffic use the same rule.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -16,23 +16,28 @@ struct ReplicaShare {
   double rows = 0;
 };
 
-// Share of `count` assignments that the i-th (ascending rank, 0-based) of m equally near replicas
-// receives from one source under choose_replica's rule (least loaded, ties to the lower rank):
-// floor(count/m), plus one of the count % m left over when i < count % m. Fractional counts use the
-// continuous version q + clamp(rem - i, 0, 1), which agrees on integers.
-inline double replica_share(double count, int m, int i) {
-  const double q = std::floor(count / m), rem = count - q * m;
-  return q + std::clamp(rem - i, 0.0, 1.0);
+// Cyclic deal: a source whose assignments start at candidate position `start` (in [0, m)) gives
+// position i of m candidates floor(count/m) of `count` assignments, plus one if (i - start) mod m <
+// count mod m. Fractional counts and starts use the continuous version (the length of [start,
+// start + count) that covers [i, i+1) modulo m); integer inputs give the integer deal exactly.
+inline double replica_share(double count, int m, int i, double start) {
+  const double full = std::floor(count / m), rest = count - full * m;
+  auto overlap = [](double a, double b, double x) { return std::max(0.0, std::min(b, x + 1) - std::max(a, x)); };
+  return full + overlap(start, start + rest, i) + overlap(start, start + rest, i + m);
 }
 
+// choose_replica's start position for a source with rotation index p sending `count` assignments:
+// (p * count) mod m (exact for integers below 2^53).
+inline double replica_start(double source_index, double count, int m) { return std::fmod(source_index * count, m); }
+
 // How `count` assignments from `src_rank` to `expert` split over the expert's replicas, as
-// choose_replica distributes them within one dispatch: only the nearest link class is used (own
-// rank, else same node, else all replicas); within it each assignment goes to the least-loaded
-// replica, ties to the lower rank (replica_share).
-// Exact for the runtime when every rank hosting a replicated expert hosts only that expert (what
-// every placer here produces: replicas exist only when G > E, one slot per rank); otherwise the
-// runtime's shared per-rank counters make the split depend on token order and this is its model.
-// Appends to `out` (cleared first).
+// choose_replica distributes them over one routing: only the nearest candidates are used
+// (replica_candidates: own rank, else same node, else all replicas), dealt cyclically from
+// replica_start(p, count, m) (replica_share).
+// Exact for the runtime, chunked or not, when every rank hosting a replicated expert hosts only that
+// expert (what every placer here produces: replicas exist only when G > E, one slot per rank);
+// otherwise the runtime's shared per-rank counters make the split depend on token order and this is
+// its model. Appends to `out` (cleared first).
 void split_over_replicas(const LayerPlacement& lp, int expert, int src_rank, const Topology& topo, double count,
                          std::vector<ReplicaShare>& out);
 

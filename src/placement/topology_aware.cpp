@@ -37,10 +37,12 @@ struct Candidate {
 
 // One layer's search state, in rows. Replica choice is the runtime's (split_over_replicas in
 // plan_metrics.hpp): a source whose node holds replicas of e uses those (its own rank first); a
-// "far" source splits over all replicas by position in rank order. Far sources' shares are
-// precomputed per node and position ([E][N][m_e], m_e fixed because swaps keep replica counts), so
-// moving one replica touches only the nodes that hold replicas and the two nodes whose far status
-// changes, not every source.
+// "far" source deals over all replicas, its rotation index counting the ranks of the far nodes
+// before it. A far node's shares depend only on d, the number of replica nodes before it (its index
+// among far nodes is n - d), so they are precomputed as prefix sums over nodes per d and position
+// ([E][d <= min(m_e, N)][N + 1][m_e], m_e fixed because swaps keep replica counts): the far rows are
+// one difference per run of far nodes between replica nodes, and moving one replica touches only
+// the nodes that hold replicas and the two nodes whose far status changes, not every source.
 class LayerSearch {
  public:
   LayerSearch(const Topology& topo, int nics, const std::vector<std::vector<double>>& tokens, const LayerPlacement& lp)
@@ -59,34 +61,23 @@ class LayerSearch {
     for (auto& r : reps_) std::sort(r.begin(), r.end());
     nic_of_.resize(G_);
     for (int r = 0; r < G_; ++r) nic_of_[r] = (r / gpn_) * nics_ + (r % gpn_) % nics_;
-    // Far shares per (expert, node, position) and their totals over all nodes.
+    // Far shares as prefix sums over nodes, per (expert, d, position), filled on first use: experts
+    // with a replica on every node never need them.
     far_offset_.assign(E_ + 1, 0);
-    for (int e = 0; e < E_; ++e) far_offset_[e + 1] = far_offset_[e] + size_t(N_) * reps_[e].size();
-    far_share_.assign(far_offset_[E_], 0);
-    total_offset_.assign(E_ + 1, 0);
-    for (int e = 0; e < E_; ++e) total_offset_[e + 1] = total_offset_[e] + reps_[e].size();
-    far_total_.assign(total_offset_[E_], 0);
+    far_ready_offset_.assign(E_ + 1, 0);
     for (int e = 0; e < E_; ++e) {
-      const size_t m = reps_[e].size();
-      for (int s = 0; s < G_; ++s) {
-        const double t = t_[s][e];
-        if (t <= 0) continue;
-        for (size_t i = 0; i < m; ++i) {
-          const double x = replica_share(t, static_cast<int>(m), static_cast<int>(i));
-          far_share_[far_offset_[e] + size_t(s / gpn_) * m + i] += x;
-          far_total_[total_offset_[e] + i] += x;
-        }
-      }
+      const size_t m = reps_[e].size(), num_d = std::min<size_t>(m, N_) + 1;
+      far_offset_[e + 1] = far_offset_[e] + num_d * (N_ + 1) * m;
+      far_ready_offset_[e + 1] = far_ready_offset_[e] + num_d;
     }
+    far_prefix_.assign(far_offset_[E_], 0);
+    far_ready_.assign(far_ready_offset_[E_], 0);
     node_demand_.assign(size_t(E_) * N_, 0);
     for (int s = 0; s < G_; ++s)
       for (int e = 0; e < E_; ++e) node_demand_[size_t(e) * N_ + s / gpn_] += t_[s][e];
     recv_.assign(G_, 0);
     disp_inter_ = comb_inter_ = disp_intra_ = comb_intra_ = recv_;
     nic_.assign(size_t(N_) * nics_, 0);
-    nodes_with_.assign(E_, 0);
-    for (int e = 0; e < E_; ++e)
-      for (int n = 0; n < N_; ++n) nodes_with_[e] += on_node_[size_t(e) * N_ + n] > 0;
     for (int e = 0; e < E_; ++e) {
       far_part(e, +1);
       for (int n = 0; n < N_; ++n) {
@@ -160,29 +151,51 @@ class LayerSearch {
     }
   }
 
-  // Rows from the nodes holding no replica of e, split over all replicas by position, and their
-  // combine back. The far rows are the totals minus the replica nodes' shares, or the far nodes'
-  // shares summed, whichever touches fewer nodes.
+  // far_prefix_ of expert e: rows that nodes [0, n) would deal to each position if each had d
+  // replica nodes before it (node n's far index is then n - d).
+  const double* far_prefix(int e, int d, int n) {
+    const int m = static_cast<int>(reps_[e].size());
+    double* pre = &far_prefix_[far_offset_[e] + size_t(d) * (N_ + 1) * m];
+    char& ready = far_ready_[far_ready_offset_[e] + d];
+    if (!ready) {
+      ready = 1;
+      for (int node = 0; node < N_; ++node) {
+        const double* cur = pre + size_t(node) * m;
+        double* nxt = pre + size_t(node + 1) * m;
+        for (int i = 0; i < m; ++i) nxt[i] = cur[i];
+        if (node < d) continue;  // never far with d replica nodes before it
+        for (int s = node * gpn_; s < (node + 1) * gpn_; ++s) {
+          const double t = t_[s][e];
+          if (t <= 0) continue;
+          const double start = replica_start(double(node - d) * gpn_ + (s - node * gpn_), t, m);
+          for (int i = 0; i < m; ++i) nxt[i] += replica_share(t, m, i, start);
+        }
+      }
+    }
+    return pre + size_t(n) * m;
+  }
+
+  // Rows from the nodes holding no replica of e, dealt over all replicas by position, and their
+  // combine back: one prefix difference per run of far nodes (d = replica nodes before the run).
   void far_part(int e, double sign) {
     const std::vector<int>& reps = reps_[e];
     const size_t m = reps.size();
-    const double* share = &far_share_[far_offset_[e]];
-    if (2 * nodes_with_[e] <= N_) {
-      const double* total = &far_total_[total_offset_[e]];
-      far_rows_.assign(total, total + m);
-      for (size_t i = 0; i < m; ++i) {  // reps are node-sorted: once per node holding replicas
-        if (i > 0 && node_of(reps[i]) == node_of(reps[i - 1])) continue;
-        const double* near = share + size_t(node_of(reps[i])) * m;
-        for (size_t k = 0; k < m; ++k) far_rows_[k] -= near[k];
-      }
-    } else {
-      far_rows_.assign(m, 0);
-      for (int n = 0; n < N_; ++n) {
-        if (on_node_[size_t(e) * N_ + n] > 0) continue;
-        const double* far = share + size_t(n) * m;
-        for (size_t k = 0; k < m; ++k) far_rows_[k] += far[k];
-      }
+    far_rows_.assign(m, 0);
+    int d = 0, run_start = 0;
+    auto add_run = [&](int end) {
+      if (end <= run_start) return;
+      const double* hi = far_prefix(e, d, end);
+      const double* lo = far_prefix(e, d, run_start);
+      for (size_t k = 0; k < m; ++k) far_rows_[k] += hi[k] - lo[k];
+    };
+    for (size_t i = 0; i < m; ++i) {  // reps are node-sorted: once per node holding replicas
+      const int n = node_of(reps[i]);
+      if (i > 0 && n == node_of(reps[i - 1])) continue;
+      add_run(n);
+      ++d;
+      run_start = n + 1;
     }
+    add_run(N_);
     for (size_t i = 0; i < m; ++i) {
       const double x = sign * far_rows_[i];
       if (x == 0) continue;
@@ -202,15 +215,20 @@ class LayerSearch {
     const int m = static_cast<int>(last - first);
     if (m == 0) return;
     const int* local = &*first;
+    int hosts_below = 0;  // rotation index of a source: its position among the node's non-hosting ranks
     for (int s = n * gpn_; s < (n + 1) * gpn_; ++s) {
       const double t = t_[s][e];
+      const bool hosts = std::find(local, local + m, s) != local + m;
+      const int p = s - n * gpn_ - hosts_below;
+      hosts_below += hosts;
       if (t <= 0) continue;
-      if (std::find(local, local + m, s) != local + m) {
+      if (hosts) {
         recv_[s] += sign * t;
         continue;
       }
+      const double start = replica_start(p, t, m);
       for (int i = 0; i < m; ++i) {
-        const double x = sign * replica_share(t, m, i);
+        const double x = sign * replica_share(t, m, i, start);
         if (x == 0) continue;
         recv_[local[i]] += x;
         disp_intra_[s] += x;
@@ -229,8 +247,8 @@ class LayerSearch {
     r.erase(std::find(r.begin(), r.end(), from));
     r.insert(std::lower_bound(r.begin(), r.end(), to), to);
     if (nf != nt) {
-      if (--on_node_[size_t(e) * N_ + nf] == 0) far_dispatch(e, nf, +1), --nodes_with_[e];
-      if (on_node_[size_t(e) * N_ + nt]++ == 0) far_dispatch(e, nt, -1), ++nodes_with_[e];
+      if (--on_node_[size_t(e) * N_ + nf] == 0) far_dispatch(e, nf, +1);
+      if (on_node_[size_t(e) * N_ + nt]++ == 0) far_dispatch(e, nt, -1);
     }
     far_part(e, +1);
     local_part(e, nf, +1);
@@ -408,11 +426,11 @@ class LayerSearch {
   std::vector<int> slot_;                         // [G * spg] expert in each slot, -1 empty
   std::vector<std::vector<int>> reps_;            // [E] ranks hosting e, ascending
   std::vector<int> on_node_;                      // [E * N] replicas of e on node n
-  std::vector<int> nodes_with_;                   // [E] nodes holding a replica of e
   std::vector<int> nic_of_;                       // [G] NIC index of each rank
-  std::vector<size_t> far_offset_, total_offset_; // [E + 1] offsets into far_share_ / far_total_
-  std::vector<double> far_share_;                 // [E][N][m_e] rows node n's sources send to position i
-  std::vector<double> far_total_;                 // [E][m_e] the same summed over nodes
+  std::vector<size_t> far_offset_;                // [E + 1] offsets into far_prefix_
+  std::vector<double> far_prefix_;                // [E][d][N + 1][m_e] far rows of nodes [0, n) to position i
+  std::vector<size_t> far_ready_offset_;          // [E + 1] offsets into far_ready_
+  std::vector<char> far_ready_;                   // [E][d] far_prefix_ of (e, d) is filled
   std::vector<double> node_demand_;               // [E * N] rows node n's sources send to e
   std::vector<double> recv_;                      // [G] rows processed
   std::vector<double> disp_inter_, comb_inter_;   // [G] rows sent off-node (dispatch, combine)

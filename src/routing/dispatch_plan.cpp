@@ -42,13 +42,22 @@ DispatchPlan make_dispatch_plan(const Routing& r, int token0, int num_tokens, co
   p.combine_slot.assign(int64_t(num_tokens) * k, -1);
   p.combine_weight.assign(r.weight.begin() + int64_t(token0) * k, r.weight.begin() + int64_t(token0 + num_tokens) * k);
 
+  // The replica rotation runs over the whole routing: this rank's assignments per expert in all of
+  // it and in the tokens before this plan's (earlier chunks).
+  std::vector<int64_t> routed(lp.num_experts, 0), before(lp.num_experts, 0);
+  for (int64_t i = 0; i < int64_t(r.num_tokens) * k; ++i) {
+    const int32_t e = r.expert[i];
+    if (e < 0) continue;
+    ++routed.at(e);
+    if (i < int64_t(token0) * k) ++before[e];
+  }
   // Pass 1: destination (rank, slot) of every kept assignment.
   std::vector<int32_t> bucket(int64_t(num_tokens) * k, -1);
   for (int t = 0; t < num_tokens; ++t)
     for (int j = 0; j < k; ++j) {
       const int32_t e = r.expert[int64_t(token0 + t) * k + j];
       if (e < 0) continue;
-      const int dest = choose_replica(lp, e, my_rank, topo, p.replica_assignments);
+      const int dest = choose_replica(lp, e, my_rank, topo, routed[e], before[e], p.replica_assignments);
       const int slot = lp.slot_of(dest, e);
       const int32_t b = dest * p.max_slots + slot;
       bucket[int64_t(t) * k + j] = b;

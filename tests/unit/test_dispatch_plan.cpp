@@ -1,6 +1,6 @@
 // Local, dispatch and receive plans: every kept assignment is sent exactly once to a rank hosting
-// its expert, rows are grouped (rank, slot, token order), and the receiver's regrouping is a
-// permutation whose inverse restores the arrival order.
+// its expert, rows are grouped (rank, slot, token order), replicas are dealt in the source-rotated
+// cycle (also across chunks), and the receiver's regrouping is a permutation restoring arrival order.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -32,6 +32,33 @@ Routing make_routing(int tokens, int k, int experts, uint64_t seed) {
       ++r.chosen_per_expert[e];
     }
   }
+  return r;
+}
+
+// One expert per rank: slots[r] = {expert_of[r]}.
+LayerPlacement one_slot_placement(const std::vector<int>& expert_of, int num_experts) {
+  LayerPlacement lp;
+  lp.num_experts = num_experts;
+  lp.num_ranks = static_cast<int>(expert_of.size());
+  lp.replicas.assign(num_experts, {});
+  lp.slots.assign(lp.num_ranks, {});
+  for (int r = 0; r < lp.num_ranks; ++r) {
+    lp.slots[r] = {expert_of[r]};
+    lp.replicas[expert_of[r]].push_back(r);
+  }
+  return lp;
+}
+
+// Tokens each routed to the given experts (top-k = experts per token), weights 1/k.
+Routing fixed_routing(const std::vector<std::vector<int>>& experts_per_token) {
+  Routing r;
+  r.num_tokens = static_cast<int>(experts_per_token.size());
+  r.top_k = static_cast<int>(experts_per_token.at(0).size());
+  for (const auto& t : experts_per_token)
+    for (int e : t) {
+      r.expert.push_back(e);
+      r.weight.push_back(1.0f / r.top_k);
+    }
   return r;
 }
 
@@ -117,4 +144,52 @@ TEST_CASE("receive plan regroups slot-major and back", "[dispatch]") {
   const ReceivePlan one = make_receive_plan({4, 0, 2}, 3, 1);
   CHECK(one.identity);
   CHECK(one.to_slot_major == std::vector<int32_t>{0, 1, 2, 3, 4, 5});
+}
+
+TEST_CASE("dispatch plan deals equally near replicas in a cycle rotated per source", "[dispatch]") {
+  // 2 nodes x 4. Expert 0 on ranks 1, 3 and 5; expert 1 on 0, 2, 4, 6, 7.
+  const Topology topo(2, 4);
+  const LayerPlacement lp = one_slot_placement({1, 0, 1, 0, 1, 0, 1, 1}, 2);
+  const Routing one = fixed_routing({{0, 1}});  // a decode step: one token, both experts
+  auto dest_of_expert0 = [&](const Routing& r, int src, int t0, int n) {
+    const DispatchPlan p = make_dispatch_plan(r, t0, n, lp, src, topo);
+    std::vector<int64_t> rows(8, 0);
+    for (int d = 0; d < 8; ++d) rows[d] = lp.slots[d][0] == 0 ? p.send_rows[d] : 0;
+    return rows;
+  };
+  // Node 0's ranks without expert 0 are 0 and 2 (rotation index 0, 1): candidates {1, 3}, one
+  // assignment each starts at position 0 and 1. The old rule (ties to the lower rank) sent both to 1.
+  CHECK(dest_of_expert0(one, 0, 0, 1) == std::vector<int64_t>{0, 1, 0, 0, 0, 0, 0, 0});
+  CHECK(dest_of_expert0(one, 2, 0, 1) == std::vector<int64_t>{0, 0, 0, 1, 0, 0, 0, 0});
+  // Node 1 holds rank 5: its other ranks use it, rank 5 itself keeps its rows.
+  for (int src : {4, 5, 6, 7}) CHECK(dest_of_expert0(one, src, 0, 1) == std::vector<int64_t>{0, 0, 0, 0, 0, 1, 0, 0});
+
+  // 1 node x 4, expert 0 on ranks 1, 2, 3: rank 0 is the node's only other source (index 0).
+  // Three tokens to expert 0 in chunks of one token continue the cycle: ranks 1, 2, 3, not 1, 1, 1.
+  const Topology flat(1, 4);
+  const LayerPlacement lp3 = one_slot_placement({1, 0, 0, 0}, 2);
+  const Routing three = fixed_routing({{0}, {0}, {0}});
+  std::vector<int> got;
+  for (int t0 = 0; t0 < 3; ++t0) {
+    const DispatchPlan p = make_dispatch_plan(three, t0, 1, lp3, 0, flat);
+    for (int d = 1; d < 4; ++d)
+      if (p.send_rows[d] == 1) got.push_back(d);
+  }
+  CHECK(got == std::vector<int>{1, 2, 3});
+
+  // Far sources: 2 nodes x 3, expert 0 only on node 0 (ranks 0, 1, 2). Node 1's ranks 3, 4, 5 have
+  // rotation index 0, 1, 2; with two tokens each the starts are 0, 2, 1 (2p mod 3), dealing
+  // {0,1}, {2,0}, {1,2}: two rows per replica.
+  const Topology two(2, 3);
+  const LayerPlacement far = one_slot_placement({0, 0, 0, 1, 1, 1}, 2);
+  const Routing two_tokens = fixed_routing({{0, 1}, {1, 0}});
+  std::vector<int64_t> per_rank(6, 0);
+  std::vector<std::vector<int64_t>> by_source;
+  for (int src = 3; src < 6; ++src) {
+    const DispatchPlan p = make_dispatch_plan(two_tokens, 0, 2, far, src, two);
+    by_source.push_back({p.send_rows[0], p.send_rows[1], p.send_rows[2]});
+    for (int d = 0; d < 3; ++d) per_rank[d] += p.send_rows[d];
+  }
+  CHECK(by_source == std::vector<std::vector<int64_t>>{{1, 1, 0}, {1, 0, 1}, {0, 1, 1}});
+  CHECK(per_rank == std::vector<int64_t>{2, 2, 2, 0, 0, 0});
 }
