@@ -27,8 +27,15 @@ inline double replica_share(double count, int m, int i, double start) {
 }
 
 // choose_replica's start position for a source with rotation index p sending `count` assignments:
-// (p * count) mod m (exact for integers below 2^53).
-inline double replica_start(double source_index, double count, int m) { return std::fmod(source_index * count, m); }
+// (p * count) mod m, exact for integer products below 2^40 (floor of the quotient, not fmod: this runs
+// per source and expert in the placement search).
+inline double replica_start(double source_index, double count, int m) {
+  const double x = source_index * count;
+  double r = x - std::floor(x / m) * m;
+  if (r < 0) r += m;
+  if (r >= m) r -= m;
+  return r;
+}
 
 // How `count` assignments from `src_rank` to `expert` split over the expert's replicas, as
 // choose_replica distributes them over one routing: only the nearest candidates are used

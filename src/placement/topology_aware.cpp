@@ -30,6 +30,29 @@ bool improves(const Objective& a, const Objective& b) {
   return a.max_port < b.max_port - eps_port;
 }
 
+// Adds one source's cyclic deal (replica_share for every position) in O(1) plus the cells its arc
+// spans: `whole` gets floor(count/m) for every position, `part` the partly covered cells and `diff`
+// (size m + 1, a difference array) the runs of fully covered cells.
+void add_deal(double count, int m, double start, double& whole, double* part, double* diff) {
+  const double full = std::floor(count / m), rest = count - full * m;
+  whole += full;
+  auto cover = [&](double a, double b) {  // [a, b) within [0, m]
+    if (b <= a) return;
+    const int ia = static_cast<int>(a), ib = static_cast<int>(b);
+    if (ia == ib) {
+      part[ia] += b - a;
+      return;
+    }
+    part[ia] += ia + 1 - a;
+    diff[ia + 1] += 1;
+    diff[ib] -= 1;
+    if (ib < m) part[ib] += b - ib;
+  };
+  const double end = start + rest;
+  cover(start, std::min(end, double(m)));
+  if (end > m) cover(0, end - m);
+}
+
 struct Candidate {
   double score;   // predicted fall of the targeted link's load (rows)
   int slot_a, slot_b;
@@ -39,7 +62,7 @@ struct Candidate {
 // plan_metrics.hpp): a source whose node holds replicas of e uses those (its own rank first); a
 // "far" source deals over all replicas, its rotation index counting the ranks of the far nodes
 // before it. A far node's shares depend only on d, the number of replica nodes before it (its index
-// among far nodes is n - d), so they are precomputed as prefix sums over nodes per d and position
+// among far nodes is n - d), so they are kept as prefix sums over nodes per d and position
 // ([E][d <= min(m_e, N)][N + 1][m_e], m_e fixed because swaps keep replica counts): the far rows are
 // one difference per run of far nodes between replica nodes, and moving one replica touches only
 // the nodes that hold replicas and the two nodes whose far status changes, not every source.
@@ -61,17 +84,11 @@ class LayerSearch {
     for (auto& r : reps_) std::sort(r.begin(), r.end());
     nic_of_.resize(G_);
     for (int r = 0; r < G_; ++r) nic_of_[r] = (r / gpn_) * nics_ + (r % gpn_) % nics_;
-    // Far shares as prefix sums over nodes, per (expert, d, position), filled on first use: experts
+    // Far shares as prefix sums over nodes, per (expert, d, position), built on first use: experts
     // with a replica on every node never need them.
     far_offset_.assign(E_ + 1, 0);
-    far_ready_offset_.assign(E_ + 1, 0);
-    for (int e = 0; e < E_; ++e) {
-      const size_t m = reps_[e].size(), num_d = std::min<size_t>(m, N_) + 1;
-      far_offset_[e + 1] = far_offset_[e] + num_d * (N_ + 1) * m;
-      far_ready_offset_[e + 1] = far_ready_offset_[e] + num_d;
-    }
-    far_prefix_.assign(far_offset_[E_], 0);
-    far_ready_.assign(far_ready_offset_[E_], 0);
+    for (int e = 0; e < E_; ++e) far_offset_[e + 1] = far_offset_[e] + std::min<size_t>(reps_[e].size(), N_) + 1;
+    far_prefix_.assign(far_offset_[E_], {});
     node_demand_.assign(size_t(E_) * N_, 0);
     for (int s = 0; s < G_; ++s)
       for (int e = 0; e < E_; ++e) node_demand_[size_t(e) * N_ + s / gpn_] += t_[s][e];
@@ -155,24 +172,30 @@ class LayerSearch {
   // replica nodes before it (node n's far index is then n - d).
   const double* far_prefix(int e, int d, int n) {
     const int m = static_cast<int>(reps_[e].size());
-    double* pre = &far_prefix_[far_offset_[e] + size_t(d) * (N_ + 1) * m];
-    char& ready = far_ready_[far_ready_offset_[e] + d];
-    if (!ready) {
-      ready = 1;
+    std::vector<double>& table = far_prefix_[far_offset_[e] + d];
+    if (table.empty()) {
+      table.assign(size_t(N_ + 1) * m, 0);
+      double* pre = table.data();
+      std::vector<double> part(m), diff(m + 1);
       for (int node = 0; node < N_; ++node) {
         const double* cur = pre + size_t(node) * m;
         double* nxt = pre + size_t(node + 1) * m;
         for (int i = 0; i < m; ++i) nxt[i] = cur[i];
         if (node < d) continue;  // never far with d replica nodes before it
+        double whole = 0;
+        std::fill(part.begin(), part.end(), 0.0);
+        std::fill(diff.begin(), diff.end(), 0.0);
         for (int s = node * gpn_; s < (node + 1) * gpn_; ++s) {
           const double t = t_[s][e];
           if (t <= 0) continue;
           const double start = replica_start(double(node - d) * gpn_ + (s - node * gpn_), t, m);
-          for (int i = 0; i < m; ++i) nxt[i] += replica_share(t, m, i, start);
+          add_deal(t, m, start, whole, part.data(), diff.data());
         }
+        double run = 0;
+        for (int i = 0; i < m; ++i) nxt[i] += whole + part[i] + (run += diff[i]);
       }
     }
-    return pre + size_t(n) * m;
+    return table.data() + size_t(n) * m;
   }
 
   // Rows from the nodes holding no replica of e, dealt over all replicas by position, and their
@@ -428,9 +451,7 @@ class LayerSearch {
   std::vector<int> on_node_;                      // [E * N] replicas of e on node n
   std::vector<int> nic_of_;                       // [G] NIC index of each rank
   std::vector<size_t> far_offset_;                // [E + 1] offsets into far_prefix_
-  std::vector<double> far_prefix_;                // [E][d][N + 1][m_e] far rows of nodes [0, n) to position i
-  std::vector<size_t> far_ready_offset_;          // [E + 1] offsets into far_ready_
-  std::vector<char> far_ready_;                   // [E][d] far_prefix_ of (e, d) is filled
+  std::vector<std::vector<double>> far_prefix_;   // [E][d] -> [N + 1][m_e] far rows of nodes [0, n) to position i
   std::vector<double> node_demand_;               // [E * N] rows node n's sources send to e
   std::vector<double> recv_;                      // [G] rows processed
   std::vector<double> disp_inter_, comb_inter_;   // [G] rows sent off-node (dispatch, combine)
