@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 #include "backend/factory.hpp"
@@ -15,6 +16,8 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/mpi_session.hpp"
+#include "placement/plan_json.hpp"
+#include "routing/routing_source.hpp"
 #include "cost/memory.hpp"
 #include "report/npy.hpp"
 #include "report/results.hpp"
@@ -31,6 +34,7 @@ struct RunArgs {
   int iterations = 0;        // 0: from config
   bool no_verify = false;
   std::string dump_dir;
+  std::vector<std::string> plans;   // [NAME=]FILE
 };
 
 struct ValidateArgs {
@@ -39,13 +43,15 @@ struct ValidateArgs {
   std::string backend;       // empty: from config
 };
 
-// Rank 0 reads the file; every rank parses the same text, so every rank raises the same error.
-Config load_config_everywhere(const MpiSession& mpi, const std::string& path) {
+// Rank 0 reads the file and every rank gets its text, so every rank parses the same input and
+// raises the same error. `where` names the option or JSON path in the error.
+std::string read_text_everywhere(const MpiSession& mpi, const std::string& path, const std::string& where,
+                                 const std::string& what) {
   std::string text, error;
   if (mpi.rank() == 0) {
     std::ifstream in(path);
     if (!in) {
-      error = "cannot open config file '" + path + "'";
+      error = "cannot open " + what + " '" + path + "'";
     } else {
       std::ostringstream ss;
       ss << in.rdbuf();
@@ -53,8 +59,53 @@ Config load_config_everywhere(const MpiSession& mpi, const std::string& path) {
     }
   }
   error = mpi.broadcast_string(error);
-  if (!error.empty()) throw ConfigError("", error);
-  return parse_config_text(mpi.broadcast_string(text), path);
+  if (!error.empty()) throw ConfigError(where, error);
+  return mpi.broadcast_string(text);
+}
+
+Config load_config_everywhere(const MpiSession& mpi, const std::string& path) {
+  return parse_config_text(read_text_everywhere(mpi, path, "", "config file"), path);
+}
+
+nlohmann::json parse_json_text(const std::string& text, const std::string& where, const std::string& path) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw ConfigError(where, "invalid JSON in '" + path + "': " + e.what());
+  }
+}
+
+// workload.routing as a routing source; a trace is read from its results file.
+std::shared_ptr<const RoutingSource> load_routing_source(const MpiSession& mpi, const Config& config) {
+  std::string path, strategy;
+  if (!parse_trace_spec(config.workload.routing, path, strategy)) return RoutingSource::from_config(config);
+  const nlohmann::json results =
+      parse_json_text(read_text_everywhere(mpi, path, "workload.routing", "routing trace results file"), "workload.routing", path);
+  return RoutingSource::from_trace(config, trace_from_results(results, strategy, path));
+}
+
+// --plan [NAME=]FILE: the placement of ep strategy NAME (every ep strategy without NAME=).
+std::map<std::string, Placement> load_plans(const MpiSession& mpi, const Config& config, const std::vector<std::string>& specs) {
+  std::map<std::string, Placement> plans;
+  for (const std::string& spec : specs) {
+    const size_t eq = spec.find('=');
+    const std::string name = eq == std::string::npos ? "" : spec.substr(0, eq);
+    const std::string path = eq == std::string::npos ? spec : spec.substr(eq + 1);
+    std::vector<const StrategyConfig*> targets;
+    for (const auto& s : config.strategies)
+      if (s.kind == "ep" && (name.empty() || s.name == name)) targets.push_back(&s);
+    if (targets.empty())
+      throw ConfigError("--plan", name.empty() ? "the config has no ep strategy to use plan '" + path + "'"
+                                               : "no ep strategy named '" + name + "' in the config");
+    const Placement p = placement_from_json(parse_json_text(read_text_everywhere(mpi, path, "--plan", "plan file"), "--plan", path), path);
+    const int ranks = config.cluster.nodes * config.cluster.gpus_per_node;
+    check_plan_shape(p, config.model.layers, config.model.experts, ranks, path);
+    for (const StrategyConfig* s : targets) {
+      if (!plans.emplace(s->name, p).second)
+        throw ConfigError("--plan", "strategy '" + s->name + "' is given more than one plan");
+    }
+  }
+  return plans;
 }
 
 // An output location that cannot be written must fail before any measuring, on every rank.
@@ -88,6 +139,8 @@ int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& a
   RunOptions options;
   options.verify = config.run.verify;
   options.dump_dir = a.dump_dir;
+  options.routing = load_routing_source(mpi, config);
+  options.plans = load_plans(mpi, config, a.plans);
   const RunOutcome outcome = run_strategies(config, options, compute, *backends.world);
 
   const std::vector<std::string> hosts = mpi.all_host_names();
@@ -123,6 +176,7 @@ int cmd_validate(const MpiSession& mpi, const ValidateArgs& a) {
   const int bytes = cpu ? 4 : dtype_bytes(parse_dtype(config.model.dtype));
   const std::string backend = cpu ? "cpu" : "cuda";
   validate_for_run(config, ranks, bytes, backend);
+  load_routing_source(mpi, config);  // a trace must exist and fit the config
   if (mpi.rank() == 0) {
     std::cout << "config '" << config.name << "' is valid for " << ranks << " ranks on backend " << backend << "\n";
     for (const auto& s : config.strategies)
@@ -154,6 +208,9 @@ int main(int argc, char** argv) {
   run_cmd->add_flag("--no-verify", run.no_verify, "Skip the comparison against the single-rank reference");
   run_cmd->add_option("--dump-outputs", run.dump_dir,
                       "Directory for .npy dumps of the reference's and each strategy's prefill and decode outputs");
+  run_cmd->add_option("--plan", run.plans,
+                      "[NAME=]FILE: run ep strategy NAME (every ep strategy without NAME=) with the placement in FILE "
+                      "(written by `place`); repeatable");
 
   ValidateArgs val;
   CLI::App* val_cmd = app.add_subcommand("validate", "Check a config without running (no mpirun needed)");

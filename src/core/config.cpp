@@ -23,7 +23,6 @@ const std::vector<std::string> kDtypes = {"fp32", "fp16", "bf16"};
 const std::vector<std::string> kBackends = {"auto", "cpu", "cuda"};
 const std::vector<std::string> kKinds = {"tp_pp", "ep"};
 const std::vector<std::string> kPolicies = {"none", "paper"};
-const std::vector<std::string> kRoutings = {"gate"};
 
 const std::vector<std::string> kTpPpKeys = {"tp", "pp", "microbatches"};
 const std::vector<std::string> kEpKeys = {"ep", "expert_tp", "chunks", "placement", "placement_profile"};
@@ -53,11 +52,20 @@ void check_one_of(const std::string& path, const std::string& value, const std::
   throw ConfigError(path, "must be one of " + join(allowed, " | ") + ", got '" + value + "'");
 }
 
-// Only the gate routes tokens; synthetic skews (uniform, zipf:a, hot:p) are not accepted.
+// workload.routing: the gate, a synthetic distribution (load_profile.hpp grammar) that overrides the
+// gate's choice, or "trace:PATH[#strategy]" replaying the choices recorded in a results file.
 void check_routing(const std::string& path, const std::string& value) {
-  for (const auto& a : kRoutings)
-    if (a == value) return;
-  throw ConfigError(path, "unsupported routing '" + value + "' (supported: " + join(kRoutings, ", ") + ")");
+  if (value == "gate") return;
+  if (value.rfind("trace:", 0) == 0) {
+    const std::string rest = value.substr(6);
+    if (rest.empty() || rest[0] == '#')
+      throw ConfigError(path, "'" + value + "' needs a results file: trace:PATH or trace:PATH#strategy");
+    return;
+  }
+  if (is_routing_distribution(value)) return;
+  if (value.find(':') != std::string::npos || value == "uniform") parse_routing_distribution(value, path);  // names the fault
+  throw ConfigError(path, "unsupported routing '" + value +
+                              "' (gate | uniform | zipf:s | hot:f, optionally ,local:p and ,drift:n | trace:PATH[#strategy])");
 }
 
 // One JSON object at `path`: rejects unknown keys up front, then reads typed fields.

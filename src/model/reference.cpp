@@ -124,11 +124,14 @@ std::vector<float> attention(const ModelConfig& m, const LayerWeights& w, KvCach
 
 // MoE(z) for the step's rows: the whole step is one routing group in global token order.
 std::vector<float> moe_block(const ModelConfig& m, const LayerWeights& w, const LoadBalancingConfig& lb,
-                             const LoadBalancer& balancer, const std::vector<float>& z, int n, Routing& routing) {
+                             const LoadBalancer& balancer, const RoutingSource* source, const TokenBlock& block,
+                             const std::vector<float>& z, int n, Routing& routing, std::vector<int32_t>& choices) {
   const int d = m.hidden, f = m.ffn_hidden, num_experts = m.experts, k = m.top_k;
   std::vector<float> probs = matmul(z, w.wg, n, num_experts, d);
   softmax_rows(probs, n, num_experts);
-  routing = route_top_k(probs, n, num_experts, k, balancer.multipliers(), m.renormalize);
+  routing = source ? source->route(probs, block, balancer.multipliers())
+                   : route_top_k(probs, n, num_experts, k, balancer.multipliers(), m.renormalize);
+  choices = routing.expert;
   const int64_t capacity = expert_capacity(lb.capacity_factor, n, k, num_experts);
   apply_capacity(routing, num_experts, capacity, std::vector<int64_t>(num_experts, 0));
 
@@ -182,7 +185,7 @@ std::vector<float> rms_normalize_rows(const std::vector<float>& x, int rows, int
 }
 
 ReferenceOutputs run_reference(const ModelConfig& model, const WorkloadConfig& workload, int decode_steps,
-                               const LoadBalancingConfig& lb) {
+                               const LoadBalancingConfig& lb, const RoutingSource* routing_source) {
   const int num_layers = model.layers, d = model.hidden, num_experts = model.experts;
   const int batch = workload.batch_sequences, prompt = workload.prompt_tokens;
   MOE_REQUIRE(num_layers > 0 && d > 0 && model.ffn_hidden > 0 && num_experts > 0, "reference: bad model dims");
@@ -208,6 +211,7 @@ ReferenceOutputs run_reference(const ModelConfig& model, const WorkloadConfig& w
   auto run_step = [&](std::vector<float> x, const StepTokens& tok) {
     const int n = tok.size();
     std::vector<std::vector<int64_t>> chosen, dropped;
+    std::vector<std::vector<int32_t>> choices(num_layers);
     for (int l = 0; l < num_layers; ++l) {
       std::vector<float> h = x;
       if (model.attention) {
@@ -215,7 +219,9 @@ ReferenceOutputs run_reference(const ModelConfig& model, const WorkloadConfig& w
         for (size_t i = 0; i < h.size(); ++i) h[i] += a[i];
       }
       Routing routing;
-      const std::vector<float> moe = moe_block(model, weights[l], lb, balancers[l], rms_normalize_rows(h, n, d), n, routing);
+      const TokenBlock block{l, 0, batch, tok.pos[0], n / batch};
+      const std::vector<float> moe = moe_block(model, weights[l], lb, balancers[l], routing_source, block,
+                                               rms_normalize_rows(h, n, d), n, routing, choices[l]);
       for (size_t i = 0; i < h.size(); ++i) h[i] += moe[i];
       balancers[l].observe(n, routing.chosen_per_expert);
       chosen.push_back(routing.chosen_per_expert);
@@ -225,6 +231,7 @@ ReferenceOutputs run_reference(const ModelConfig& model, const WorkloadConfig& w
     for (LoadBalancer& b : balancers) b.end_step();
     out.chosen.push_back(std::move(chosen));
     out.dropped.push_back(std::move(dropped));
+    out.choices.push_back(std::move(choices));
     return x;
   };
 

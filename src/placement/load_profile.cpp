@@ -112,8 +112,8 @@ RoutingDistribution parse_routing_distribution(const std::string& spec, const st
   std::vector<std::string> items;
   std::stringstream ss(spec);
   for (std::string item; std::getline(ss, item, ',');) items.push_back(item);
-  if (items.empty() || items.size() > 2)
-    throw ConfigError(path, "'" + spec + "' is not a routing distribution (uniform | zipf:s | hot:f, optionally ,local:p)");
+  if (items.empty() || items.size() > 3)
+    throw ConfigError(path, "'" + spec + "' is not a routing distribution (uniform | zipf:s | hot:f, optionally ,local:p and ,drift:n)");
   const std::string& base = items[0];
   const double inf = std::numeric_limits<double>::infinity();
   if (base == "uniform") {
@@ -125,15 +125,28 @@ RoutingDistribution parse_routing_distribution(const std::string& spec, const st
     d.kind = RoutingDistribution::Kind::hot;
     d.param = parse_param(base, "hot", 0, 1, path, spec);
   } else {
-    throw ConfigError(path, "'" + spec + "' is not a routing distribution (uniform | zipf:s | hot:f, optionally ,local:p)");
+    throw ConfigError(path, "'" + spec + "' is not a routing distribution (uniform | zipf:s | hot:f, optionally ,local:p and ,drift:n)");
   }
-  if (items.size() == 2) {
-    if (!starts_with(items[1], "local:"))
-      throw ConfigError(path, "'" + spec + "': after the distribution only ',local:p' may follow, got '" + items[1] + "'");
-    d.locality = parse_param(items[1], "local", 0, 1, path, spec);
+  bool has_local = false, has_drift = false;
+  for (size_t i = 1; i < items.size(); ++i) {
+    const std::string& item = items[i];
+    if (starts_with(item, "local:") && !has_local) {
+      d.locality = parse_param(item, "local", 0, 1, path, spec);
+      has_local = true;
+    } else if (starts_with(item, "drift:") && !has_drift) {
+      const double n = parse_param(item, "drift", 1, 1e9, path, spec);
+      if (n != std::floor(n)) throw ConfigError(path, "'" + item + "' in '" + spec + "' needs a whole number of steps");
+      d.drift_steps = static_cast<int>(n);
+      has_drift = true;
+    } else {
+      throw ConfigError(path, "'" + spec + "': after the distribution only ',local:p' and ',drift:n' may follow (each once), got '" +
+                                  item + "'");
+    }
   }
   return d;
 }
+
+int drift_epoch(const RoutingDistribution& d, int step) { return d.drift_steps > 0 ? step / d.drift_steps : 0; }
 
 std::vector<double> base_popularity(const RoutingDistribution& d, int layer, int num_experts, uint64_t seed) {
   MOE_REQUIRE(num_experts > 0, "base_popularity: no experts");
@@ -158,6 +171,37 @@ std::vector<double> base_popularity(const RoutingDistribution& d, int layer, int
   return p;
 }
 
+std::vector<double> popularity_at(const RoutingDistribution& d, int layer, int num_experts, uint64_t seed, int epoch) {
+  const std::vector<double> base = base_popularity(d, layer, num_experts, seed);
+  if (epoch == 0) return base;
+  // The popularity ranking moves by max(1, E/8) experts per epoch: for hot:f the hot set is the next group.
+  const int64_t shift = (int64_t(epoch) * std::max(1, num_experts / 8)) % num_experts;
+  std::vector<double> p(num_experts);
+  for (int e = 0; e < num_experts; ++e) p[(e + shift) % num_experts] = base[e];
+  return p;
+}
+
+std::vector<double> local_shares(const RoutingDistribution& d, const std::vector<double>& popularity, int node, int num_nodes) {
+  const int num_experts = static_cast<int>(popularity.size());
+  if (d.locality <= 0) return popularity;
+  std::vector<bool> home(num_experts, false);
+  if (num_experts >= num_nodes) {
+    for (int e = node % num_nodes; e < num_experts; e += num_nodes) home[e] = true;
+  } else {
+    home[node % num_experts] = true;
+  }
+  double home_sum = 0;
+  int home_count = 0;
+  for (int e = 0; e < num_experts; ++e)
+    if (home[e]) home_sum += popularity[e], ++home_count;
+  std::vector<double> s(num_experts);
+  for (int e = 0; e < num_experts; ++e) {
+    const double local = !home[e] ? 0 : home_sum > 0 ? popularity[e] / home_sum : 1.0 / home_count;
+    s[e] = (1 - d.locality) * popularity[e] + d.locality * local;
+  }
+  return s;
+}
+
 LoadProfile profile_from_distribution(const RoutingDistribution& d, int num_layers, int num_experts, int top_k,
                                       const Topology& topo, double tokens_per_rank, uint64_t seed) {
   MOE_REQUIRE(top_k >= 1 && top_k <= num_experts, "profile_from_distribution: top_k outside [1, experts]");
@@ -170,23 +214,7 @@ LoadProfile profile_from_distribution(const RoutingDistribution& d, int num_laye
     const std::vector<double> base = base_popularity(d, l, num_experts, seed);
     std::vector<std::vector<double>> node_shares(N);
     for (int n = 0; n < N; ++n) {
-      std::vector<double> s = base;
-      if (d.locality > 0) {
-        std::vector<bool> home(num_experts, false);
-        if (num_experts >= N) {
-          for (int e = n; e < num_experts; e += N) home[e] = true;
-        } else {
-          home[n % num_experts] = true;
-        }
-        double home_sum = 0;
-        int home_count = 0;
-        for (int e = 0; e < num_experts; ++e)
-          if (home[e]) home_sum += base[e], ++home_count;
-        for (int e = 0; e < num_experts; ++e) {
-          const double local = !home[e] ? 0 : home_sum > 0 ? base[e] / home_sum : 1.0 / home_count;
-          s[e] = (1 - d.locality) * base[e] + d.locality * local;
-        }
-      }
+      std::vector<double> s = local_shares(d, base, n, N);
       cap_shares(s, 1.0 / top_k);
       node_shares[n] = std::move(s);
     }

@@ -21,11 +21,15 @@ namespace moe {
 //   local:p      p in [0,1]: fraction of a source's assignments that go to its node's home experts
 //                (e with e % nodes == node % nodes; when E < nodes, expert node % E), split in
 //                proportion to BASE; the remaining 1-p follow BASE over all experts
+//   drift:n      every n steps (prefill = step 0, decode step t = step t+1) the popularity moves
+//                max(1, E/8) experts up: expert e takes the popularity expert e - shift had
+// Placement profiles plan for epoch 0 (the prefill, which carries most tokens).
 struct RoutingDistribution {
   enum class Kind { uniform, zipf, hot };
   Kind kind = Kind::uniform;
   double param = 0;      // zipf exponent s, or hot fraction f
   double locality = 0;   // local:p (0 = none)
+  int drift_steps = 0;   // drift:n (0 = none)
   std::string text;      // the spec as given
 };
 
@@ -36,6 +40,14 @@ RoutingDistribution parse_routing_distribution(const std::string& spec, const st
 
 // Per-layer expert popularity of the base distribution (sums to 1): [E].
 std::vector<double> base_popularity(const RoutingDistribution& d, int layer, int num_experts, uint64_t seed);
+
+// Popularity at drift epoch `epoch` (step / drift_steps; 0 without drift): [E], sums to 1.
+std::vector<double> popularity_at(const RoutingDistribution& d, int layer, int num_experts, uint64_t seed, int epoch);
+int drift_epoch(const RoutingDistribution& d, int step);
+
+// Shares of the experts for sources on `node` under local:p (the popularity itself without locality).
+std::vector<double> local_shares(const RoutingDistribution& d, const std::vector<double>& popularity, int node,
+                                 int num_nodes);
 
 // Every source rank contributes tokens_per_rank * top_k assignments per layer. Expected shares are
 // capped at 1/top_k per expert (a token picks k distinct experts), the excess spread in proportion

@@ -6,6 +6,22 @@
 
 namespace moe {
 
+std::string placement_profile_spec(const Config& c, const StrategyConfig& s) {
+  if (!s.placement_profile.empty()) return s.placement_profile;
+  return is_routing_distribution(c.workload.routing) ? c.workload.routing : "";
+}
+
+LoadProfile placement_load_profile(const Config& c, const StrategyConfig& s, const Topology& topo) {
+  const std::string spec = placement_profile_spec(c, s);
+  if (spec.empty()) return {};
+  // One iteration's tokens (prefill + decode) per source rank.
+  const double tokens_per_rank = double(c.workload.batch_sequences) / topo.num_ranks() *
+                                 (c.workload.prompt_tokens + c.workload.decode_steps);
+  const std::string path = s.placement_profile.empty() ? "workload.routing" : "placement_profile";
+  return profile_from_distribution(parse_routing_distribution(spec, path), c.model.layers, c.model.experts,
+                                   c.model.top_k, topo, tokens_per_rank, c.model.seed);
+}
+
 Placement plan_for_strategy(const Config& c, const StrategyConfig& s, const Topology& topo) {
   std::unique_ptr<Placer> placer;
   if (s.placement == "topology_aware") {
@@ -15,15 +31,7 @@ Placement plan_for_strategy(const Config& c, const StrategyConfig& s, const Topo
   } else {
     placer = make_placer(s.placement);
   }
-  LoadProfile profile;
-  if (!s.placement_profile.empty()) {
-    // One iteration's tokens (prefill + decode) per source rank.
-    const double tokens_per_rank = double(c.workload.batch_sequences) / topo.num_ranks() *
-                                   (c.workload.prompt_tokens + c.workload.decode_steps);
-    profile = profile_from_distribution(parse_routing_distribution(s.placement_profile, "placement_profile"),
-                                        c.model.layers, c.model.experts, c.model.top_k, topo, tokens_per_rank, c.model.seed);
-  }
-  return placer->place(c.model.layers, c.model.experts, topo, profile);
+  return placer->place(c.model.layers, c.model.experts, topo, placement_load_profile(c, s, topo));
 }
 
 }  // namespace moe

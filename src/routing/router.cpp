@@ -30,10 +30,12 @@ void softmax_rows(std::vector<float>& logits, int num_tokens, int num_experts) {
 
 Routing route_top_k(const std::vector<float>& probs, int num_tokens, int num_experts, int top_k,
                     const std::vector<double>& multipliers, bool renormalize) {
-  MOE_REQUIRE(num_tokens >= 0 && num_experts > 0, "route_top_k: bad shape");
-  MOE_REQUIRE(top_k >= 1 && top_k <= num_experts, "route_top_k: top_k must be in [1, experts]");
-  MOE_REQUIRE(probs.size() >= static_cast<size_t>(num_tokens) * num_experts, "route_top_k: probs too small");
-  MOE_REQUIRE(multipliers.size() == static_cast<size_t>(num_experts), "route_top_k: one multiplier per expert");
+  return route_top_k_scored(probs, probs, num_tokens, num_experts, top_k, multipliers, renormalize);
+}
+
+namespace {
+
+Routing empty_routing(int num_tokens, int num_experts, int top_k) {
   Routing r;
   r.num_tokens = num_tokens;
   r.top_k = top_k;
@@ -41,28 +43,65 @@ Routing route_top_k(const std::vector<float>& probs, int num_tokens, int num_exp
   r.weight.assign(static_cast<size_t>(num_tokens) * top_k, 0.0f);
   r.chosen_per_expert.assign(num_experts, 0);
   r.dropped_per_expert.assign(num_experts, 0);
+  return r;
+}
 
+// Weights of token t's chosen experts (already in r.expert): the probabilities, normalized by their sum.
+void set_weights(Routing& r, int t, const float* p, bool renormalize) {
+  const int k = r.top_k;
+  double sum = 0;
+  for (int j = 0; j < k; ++j) sum += p[r.expert[static_cast<size_t>(t) * k + j]];
+  // Combine weights are the unmultiplied probabilities: multipliers steer the choice only.
+  const double norm = (renormalize && sum > 0) ? sum : 1.0;
+  for (int j = 0; j < k; ++j) {
+    const size_t a = static_cast<size_t>(t) * k + j;
+    r.weight[a] = static_cast<float>(static_cast<double>(p[r.expert[a]]) / norm);
+    ++r.chosen_per_expert[r.expert[a]];
+  }
+}
+
+}  // namespace
+
+Routing route_top_k_scored(const std::vector<float>& scores, const std::vector<float>& probs, int num_tokens,
+                           int num_experts, int top_k, const std::vector<double>& multipliers, bool renormalize) {
+  MOE_REQUIRE(num_tokens >= 0 && num_experts > 0, "route_top_k: bad shape");
+  MOE_REQUIRE(top_k >= 1 && top_k <= num_experts, "route_top_k: top_k must be in [1, experts]");
+  MOE_REQUIRE(probs.size() >= static_cast<size_t>(num_tokens) * num_experts, "route_top_k: probs too small");
+  MOE_REQUIRE(scores.size() >= static_cast<size_t>(num_tokens) * num_experts, "route_top_k: scores too small");
+  MOE_REQUIRE(multipliers.size() == static_cast<size_t>(num_experts), "route_top_k: one multiplier per expert");
+  Routing r = empty_routing(num_tokens, num_experts, top_k);
   std::vector<int> order(num_experts);
   std::vector<double> score(num_experts);
   for (int t = 0; t < num_tokens; ++t) {
-    const float* p = probs.data() + static_cast<size_t>(t) * num_experts;
-    for (int e = 0; e < num_experts; ++e) score[e] = static_cast<double>(p[e]) * multipliers[e];
+    const float* sc = scores.data() + static_cast<size_t>(t) * num_experts;
+    for (int e = 0; e < num_experts; ++e) score[e] = static_cast<double>(sc[e]) * multipliers[e];
     std::iota(order.begin(), order.end(), 0);
     // Strict total order (score descending, then index ascending): the k winners and their
     // output order are unique, so every implementation makes the same choice.
     std::partial_sort(order.begin(), order.begin() + top_k, order.end(), [&](int a, int b) {
       return score[a] != score[b] ? score[a] > score[b] : a < b;
     });
-    double sum = 0;
-    for (int j = 0; j < top_k; ++j) sum += p[order[j]];
-    // Combine weights are the unmultiplied probabilities: multipliers steer the choice only.
-    const double norm = (renormalize && sum > 0) ? sum : 1.0;
+    for (int j = 0; j < top_k; ++j) r.expert[static_cast<size_t>(t) * top_k + j] = order[j];
+    set_weights(r, t, probs.data() + static_cast<size_t>(t) * num_experts, renormalize);
+  }
+  return r;
+}
+
+Routing route_forced(const std::vector<int32_t>& experts, const std::vector<float>& probs, int num_tokens,
+                     int num_experts, int top_k, bool renormalize) {
+  MOE_REQUIRE(num_tokens >= 0 && num_experts > 0 && top_k >= 1 && top_k <= num_experts, "route_forced: bad shape");
+  MOE_REQUIRE(experts.size() == static_cast<size_t>(num_tokens) * top_k, "route_forced: one choice per (token, k)");
+  MOE_REQUIRE(probs.size() >= static_cast<size_t>(num_tokens) * num_experts, "route_forced: probs too small");
+  Routing r = empty_routing(num_tokens, num_experts, top_k);
+  for (int t = 0; t < num_tokens; ++t) {
     for (int j = 0; j < top_k; ++j) {
-      const int e = order[j];
+      const int32_t e = experts[static_cast<size_t>(t) * top_k + j];
+      MOE_REQUIRE(e >= 0 && e < num_experts, "route_forced: expert index out of range");
+      for (int i = 0; i < j; ++i)
+        MOE_REQUIRE(experts[static_cast<size_t>(t) * top_k + i] != e, "route_forced: a token chose one expert twice");
       r.expert[static_cast<size_t>(t) * top_k + j] = e;
-      r.weight[static_cast<size_t>(t) * top_k + j] = static_cast<float>(static_cast<double>(p[e]) / norm);
-      ++r.chosen_per_expert[e];
     }
+    set_weights(r, t, probs.data() + static_cast<size_t>(t) * num_experts, renormalize);
   }
   return r;
 }
@@ -126,7 +165,7 @@ bool LoadBalancer::end_step() {
     return false;
   }
   // Below the interval the window keeps accumulating across steps.
-  if (window_tokens_ < cfg_.update_interval_tokens) return false;
+  if (!window_complete(window_tokens_, cfg_)) return false;
   const size_t num_experts = window_counts_.size();
   double mean = 0;
   for (int64_t c : window_counts_) mean += static_cast<double>(c);

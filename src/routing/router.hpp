@@ -27,6 +27,16 @@ void softmax_rows(std::vector<float>& logits, int num_tokens, int num_experts);
 Routing route_top_k(const std::vector<float>& probs, int num_tokens, int num_experts, int top_k,
                     const std::vector<double>& multipliers, bool renormalize);
 
+// As route_top_k, choosing by scores[t][e] * m_e while the weights come from probs (synthetic routing:
+// the workload picks the experts, the gate's probabilities weight them). Both [num_tokens x E].
+Routing route_top_k_scored(const std::vector<float>& scores, const std::vector<float>& probs, int num_tokens,
+                           int num_experts, int top_k, const std::vector<double>& multipliers, bool renormalize);
+
+// Routing with the experts given ([num_tokens * top_k], distinct per token, e.g. a replayed trace);
+// weights from probs as in route_top_k. Throws on out-of-range or repeated experts.
+Routing route_forced(const std::vector<int32_t>& experts, const std::vector<float>& probs, int num_tokens,
+                     int num_experts, int top_k, bool renormalize);
+
 // Capacity per expert for one layer-step: ceil(factor * total_tokens * k / E); -1 (unlimited) when factor == 0.
 int64_t expert_capacity(double capacity_factor, int64_t total_tokens, int top_k, int num_experts);
 
@@ -47,6 +57,11 @@ class LoadBalancer {
   // last update (policy paper), then start a new window. Returns true if an update happened.
   bool end_step();
   void reset();  // back to m_e = 1 and an empty window (start of an iteration)
+  // The window rule: a window closes at the first step boundary with at least
+  // update_interval_tokens tokens routed through the layer since it opened.
+  static bool window_complete(int64_t window_tokens, const LoadBalancingConfig& cfg) {
+    return window_tokens >= cfg.update_interval_tokens;
+  }
   int num_updates() const { return num_updates_; }
 
  private:

@@ -11,7 +11,7 @@ const ReferenceOutputs& ReferenceCache::get(const LoadBalancingConfig& lb) {
   key << lb.policy << '|' << lb.threshold << '|' << lb.step << '|' << lb.update_interval_tokens << '|' << lb.capacity_factor;
   auto it = cache_.find(key.str());
   if (it == cache_.end())
-    it = cache_.emplace(key.str(), run_reference(config_.model, config_.workload, config_.workload.decode_steps, lb)).first;
+    it = cache_.emplace(key.str(), run_reference(config_.model, config_.workload, config_.workload.decode_steps, lb, &routing_)).first;
   return it->second;
 }
 

@@ -11,11 +11,12 @@ namespace moe {
 
 class ReferenceCache {
  public:
-  explicit ReferenceCache(const Config& c) : config_(c) {}
+  ReferenceCache(const Config& c, const RoutingSource& routing) : config_(c), routing_(routing) {}
   const ReferenceOutputs& get(const LoadBalancingConfig& lb);
 
  private:
   const Config& config_;
+  const RoutingSource& routing_;
   std::map<std::string, ReferenceOutputs> cache_;
 };
 

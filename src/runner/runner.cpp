@@ -8,8 +8,12 @@
 
 #include "core/error.hpp"
 #include "cost/memory.hpp"
+#include "placement/strategy_plan.hpp"
 #include "report/npy.hpp"
+#include "runner/efficiency.hpp"
+#include "runner/load_report.hpp"
 #include "runner/reference_cache.hpp"
+#include "runner/traffic_report.hpp"
 #include "runner/stats.hpp"
 #include "strategies/strategy.hpp"
 
@@ -86,102 +90,32 @@ nlohmann::ordered_json phases_json(Comm& world, const PhaseTimes& sum, double wa
   return j;
 }
 
-// Bytes each rank sent to each rank (over the measured iterations), as a matrix on every rank.
-std::vector<std::vector<int64_t>> traffic_matrix(Comm& world) {
-  const int n = world.size();
-  std::vector<int64_t> flat(static_cast<size_t>(n) * n, 0);
-  const auto& mine = world.traffic().bytes_to_rank;
-  for (int d = 0; d < n; ++d) flat[static_cast<size_t>(world.rank()) * n + d] = mine.at(d);
-  world.all_reduce_sum_host(flat);
-  std::vector<std::vector<int64_t>> m(n, std::vector<int64_t>(n));
-  for (int s = 0; s < n; ++s)
-    for (int d = 0; d < n; ++d) m[s][d] = flat[static_cast<size_t>(s) * n + d];
-  return m;
-}
-
-nlohmann::ordered_json traffic_json(const Config& c, const Topology& topo, std::vector<std::vector<int64_t>> m, int iterations) {
-  for (auto& row : m)
-    for (auto& b : row) b /= std::max(1, iterations);
-  const TrafficSummary s = summarize_traffic(topo, c.cluster.inter_node.nics_per_node, m);
-  return {{"per_iteration", true},
-          {"intra_node_bytes", s.intra_node_bytes},
-          {"inter_node_bytes", s.inter_node_bytes},
-          {"max_intra_node_link_bytes", s.max_intra_link_bytes},
-          {"max_inter_node_link_bytes", s.max_inter_link_bytes}};
-}
-
-// Global per-layer counts of one step, summed into `acc` (every layer is reported by one rank).
-void accumulate_load(Comm& world, const StepLoad& load, std::vector<std::vector<int64_t>>& chosen,
-                     std::vector<std::vector<int64_t>>& dropped) {
-  const size_t L = load.chosen.size(), E = L ? load.chosen[0].size() : 0;
-  std::vector<int64_t> flat;
-  for (size_t l = 0; l < L; ++l) flat.insert(flat.end(), load.chosen[l].begin(), load.chosen[l].end());
-  for (size_t l = 0; l < L; ++l) flat.insert(flat.end(), load.dropped[l].begin(), load.dropped[l].end());
-  world.all_reduce_sum_host(flat);
-  if (chosen.empty()) {
-    chosen.assign(L, std::vector<int64_t>(E, 0));
-    dropped = chosen;
-  }
-  for (size_t l = 0; l < L; ++l)
-    for (size_t e = 0; e < E; ++e) {
-      chosen[l][e] += flat[l * E + e];
-      dropped[l][e] += flat[(L + l) * E + e];
-    }
-}
-
-nlohmann::ordered_json load_json(const std::vector<std::vector<int64_t>>& chosen, const std::vector<std::vector<int64_t>>& dropped) {
-  nlohmann::ordered_json layers = nlohmann::ordered_json::array();
-  double worst = 1;
-  int64_t total_dropped = 0;
-  for (size_t l = 0; l < chosen.size(); ++l) {
-    const LoadSummary s = summarize_load(chosen[l]);
-    int64_t d = 0;
-    for (int64_t x : dropped[l]) d += x;
-    total_dropped += d;
-    worst = std::min(worst, s.balancedness);
-    layers.push_back({{"layer", l}, {"tokens_per_expert", chosen[l]}, {"dropped", d}, {"balancedness", s.balancedness}, {"cv", s.cv}});
-  }
-  return {{"scope", "one iteration (prefill + all decode steps), assignments chosen by top-k"},
-          {"min_balancedness", worst}, {"dropped_total", total_dropped}, {"layers", layers}};
-}
-
 struct CheckedPass {
   std::vector<float> prefill;                 // rank 0
   std::vector<std::vector<float>> decode;     // rank 0
-  std::vector<std::vector<int64_t>> chosen, dropped;
-  std::vector<std::vector<std::vector<int64_t>>> chosen_per_step;  // [step][L][E]
+  CheckedRouting routing;
 };
 
-// An untimed iteration that gathers outputs (when needed) and routing counts.
+// An untimed iteration that gathers outputs (when needed), routing counts and (small runs) every choice.
 CheckedPass checked_pass(Strategy& s, const Config& c, ComputeBackend& compute, Comm& world, bool gather) {
   PhaseTimer timer(compute);
   CheckedPass p;
+  const int64_t B = c.workload.batch_sequences;
+  const int64_t assignments = B * (c.workload.prompt_tokens + c.workload.decode_steps) * c.model.top_k;
+  const bool with_choices = assignments <= kTraceInlineLimit;
+  s.set_record_choices(with_choices);
   s.reset();
   s.prefill(timer);
   timer.finish_step();
   if (gather) p.prefill = s.gather_output();
-  auto record = [&] {
-    std::vector<std::vector<int64_t>> ch, dr;
-    accumulate_load(world, s.step_load(), ch, dr);
-    if (p.chosen.empty()) {
-      p.chosen = ch;
-      p.dropped = dr;
-    } else {
-      for (size_t l = 0; l < ch.size(); ++l)
-        for (size_t e = 0; e < ch[l].size(); ++e) {
-          p.chosen[l][e] += ch[l][e];
-          p.dropped[l][e] += dr[l][e];
-        }
-    }
-    p.chosen_per_step.push_back(ch);
-  };
-  record();
+  record_step(world, s.step_load(), B * c.workload.prompt_tokens, with_choices, p.routing);
   for (int step = 0; step < c.workload.decode_steps; ++step) {
     s.decode_step(timer);
     timer.finish_step();
     if (gather) p.decode.push_back(s.gather_output());
-    record();
+    record_step(world, s.step_load(), B, with_choices, p.routing);
   }
+  s.set_record_choices(false);
   return p;
 }
 
@@ -195,12 +129,14 @@ nlohmann::ordered_json verify(const CheckedPass& p, const ReferenceOutputs& ref,
     decode_errors.push_back(e);
     err = std::isnan(e) || e > err ? e : err;
   }
-  bool routing_matches = p.chosen_per_step.size() == ref.chosen.size();
-  for (size_t t = 0; routing_matches && t < ref.chosen.size(); ++t) routing_matches = p.chosen_per_step[t] == ref.chosen[t];
+  bool routing_matches = p.routing.chosen == ref.chosen && p.routing.dropped == ref.dropped;
+  if (p.routing.has_trace) routing_matches = routing_matches && p.routing.trace.choices == ref.choices;
   const bool passed = !std::isnan(err) && err <= tol;
   return {{"checked", true}, {"max_rel_error", std::isnan(err) ? -1.0 : err}, {"tolerance", tol},
           {"prefill_max_rel_error", max_relative_error(p.prefill, ref.prefill)}, {"decode_max_rel_error", decode_errors},
-          {"routing_matches_reference", routing_matches}, {"passed", passed}};
+          {"routing_matches_reference", routing_matches},
+          {"routing_compared", p.routing.has_trace ? "every token's choice and the counts" : "counts per step, layer and expert"},
+          {"passed", passed}};
 }
 
 void dump_outputs(const std::string& dir, const std::string& name, const CheckedPass& p, const Config& c,
@@ -219,7 +155,8 @@ void dump_outputs(const std::string& dir, const std::string& name, const Checked
 
 RunOutcome run_strategies(const Config& config, const RunOptions& options, ComputeBackend& compute, Comm& world) {
   RunOutcome outcome;
-  ReferenceCache references(config);
+  MOE_REQUIRE(options.routing != nullptr, "run_strategies: no routing source");
+  ReferenceCache references(config, *options.routing);
   const Topology topo = Topology::from_config(config.cluster);
   const bool gather = options.verify || !options.dump_dir.empty();
   nlohmann::ordered_json dump_index;
@@ -227,9 +164,13 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
 
   for (size_t si = 0; si < config.strategies.size(); ++si) {
     const StrategyConfig& spec = config.strategies[si];
-    StrategyContext ctx{config, spec, compute, world, topo};
+    const auto plan_it = options.plans.find(spec.name);
+    const Placement* plan_file = plan_it == options.plans.end() ? nullptr : &plan_it->second;
+    StrategyContext ctx{config, spec, compute, world, topo, *options.routing, plan_file};
     compute.reset_peak_allocated();  // memory is reported per strategy
     std::unique_ptr<Strategy> strategy = make_strategy(ctx);
+    // The placement the strategy runs with (ep), for the traffic prediction and the cost model.
+    const Placement placement_used = plan_file ? *plan_file : plan_for_strategy(config, spec, topo);
 
     world.traffic().reset();
     compute.reset_counters();
@@ -284,15 +225,24 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
                    {"tpot_ms", {{"mean", tpot.mean}, {"p50", tpot.p50}, {"p99", tpot.p99}}},
                    {"tokens_per_s", decode_total_s > 0 ? double(config.workload.batch_sequences) * steps * iters / decode_total_s : 0}};
     r["phases_ms"] = phases;
-    r["traffic"] = traffic_json(config, topo, traffic, iters);
-    r["load"] = load_json(pass.chosen, pass.dropped);
+    TrafficPrediction prediction;
+    if (spec.kind == "ep") {
+      prediction.placement = &placement_used;
+      prediction.planned = placement_load_profile(config, spec, topo);
+      prediction.planned_spec = plan_file ? "" : placement_profile_spec(config, spec);
+      prediction.bytes_per_row = int64_t(config.model.hidden) * dtype_bytes(compute.dtype());
+    }
+    r["traffic"] = traffic_json(config, topo, traffic, iters, prediction, pass.routing);
+    r["load"] = load_json(pass.routing, spec.load_balancing);
+    r["routing"] = routing_json(*options.routing, pass.routing,
+                                options.verify ? &references.get(spec.load_balancing).choices : nullptr);
     r["memory"] = {{"peak_allocated_bytes_max", int64_t(mem[0])}, {"peak_allocated_bytes_mean", int64_t(mem_sum[0] / world.size())},
                    {"estimate_bytes", est.total_bytes()}, {"estimate_weights_bytes", est.weights_bytes},
                    {"estimate_kv_cache_bytes", est.kv_cache_bytes}, {"estimate_activations_bytes", est.activations_bytes},
                    {"estimate_comm_buffers_bytes", est.comm_buffers_bytes}};
-    r["efficiency"] = {{"flops_per_iteration", flops_per_iter}, {"achieved_tflops", achieved_tflops},
-                       {"peak_tflops", peak_tflops}, {"percent_of_peak", peak_tflops > 0 ? 100 * achieved_tflops / peak_tflops : 0},
-                       {"peak_source", "cluster.gpu.peak_tflops x world size"}};
+    r["efficiency"] = efficiency_json(config, spec, topo, world.size(), dtype_bytes(compute.dtype()),
+                                      placement_used, prefill_s.mean / 1e3, tpot.mean / 1e3,
+                                      flops_per_iter);
     r["verification"] = verification;
     outcome.strategies.push_back(r);
   }

@@ -2,6 +2,8 @@
 // iterations with per-phase timers, reduce over ranks, run one checked pass (verification against
 // the single-rank reference, load counts, optional output dump) and assemble its results JSON entry.
 #pragma once
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -9,12 +11,16 @@
 
 #include "backend/backend.hpp"
 #include "core/config.hpp"
+#include "placement/placement.hpp"
+#include "routing/routing_source.hpp"
 
 namespace moe {
 
 struct RunOptions {
   bool verify = true;
   std::string dump_dir;   // empty: no dump
+  std::shared_ptr<const RoutingSource> routing;   // workload.routing, loaded (required)
+  std::map<std::string, Placement> plans;         // ep strategy name -> placement from a plan file
 };
 
 struct RunOutcome {

@@ -91,20 +91,22 @@ Mat GrowableMat::rows(int64_t n) {
   return mat_.slice_rows(0, n);
 }
 
-Gate::Gate(ComputeBackend& compute, const ModelConfig& m, int layer, int64_t max_tokens)
-    : compute_(compute), model_(m) {
+Gate::Gate(ComputeBackend& compute, const ModelConfig& m, int layer, int64_t max_tokens, const RoutingSource& source)
+    : compute_(compute), model_(m), source_(source), layer_(layer) {
   wg_ = load_weight(compute, m, layer, WeightKind::gate, 0, 0, m.hidden, 0, m.experts);
   logits_ = compute.alloc_mat(max_tokens, m.experts);
 }
 
-Routing Gate::route(const Mat& z, const std::vector<double>& multipliers) {
+Routing Gate::route(const Mat& z, TokenBlock block, const std::vector<double>& multipliers) {
+  MOE_REQUIRE(block.rows() == z.rows, "Gate::route: the token block does not match the rows");
+  block.layer = layer_;
   const Mat logits = logits_.slice_rows(0, z.rows);
   compute_.gemm(z, wg_.view, logits, false);
   host_logits_.resize(static_cast<size_t>(logits.elements()));
   compute_.download(logits, host_logits_.data(), Stream::compute);
   compute_.synchronize(Stream::compute);
   softmax_rows(host_logits_, static_cast<int>(z.rows), model_.experts);
-  return route_top_k(host_logits_, static_cast<int>(z.rows), model_.experts, model_.top_k, multipliers, model_.renormalize);
+  return source_.route(host_logits_, block, multipliers);
 }
 
 }  // namespace moe

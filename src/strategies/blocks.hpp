@@ -7,7 +7,7 @@
 #include "backend/backend.hpp"
 #include "core/config.hpp"
 #include "model/generator.hpp"
-#include "routing/router.hpp"
+#include "routing/routing_source.hpp"
 
 namespace moe {
 
@@ -64,15 +64,19 @@ class GrowableMat {
   DeviceMat mat_;
 };
 
-// Gate logits for rows z [T x d] through Wg (replicated), softmax and top-k on the host.
+// Gate logits for rows z [T x d] through Wg (replicated), softmax on the host, then the routing
+// source's top-k choice (the gate's own, a synthetic workload's or a replayed trace's).
 class Gate {
  public:
-  Gate(ComputeBackend& compute, const ModelConfig& m, int layer, int64_t max_tokens);
-  Routing route(const Mat& z, const std::vector<double>& multipliers);
+  Gate(ComputeBackend& compute, const ModelConfig& m, int layer, int64_t max_tokens, const RoutingSource& source);
+  // z holds the rows of `block` (block.layer is this gate's layer).
+  Routing route(const Mat& z, TokenBlock block, const std::vector<double>& multipliers);
 
  private:
   ComputeBackend& compute_;
   const ModelConfig& model_;
+  const RoutingSource& source_;
+  int layer_;
   DeviceMat wg_, logits_;
   std::vector<float> host_logits_;
 };

@@ -33,7 +33,7 @@ class EpStrategy : public Strategy {
     chunks_ = s.chunks;
     local_seqs_ = w_.batch_sequences / ep_;
     max_len_ = w_.prompt_tokens + w_.decode_steps;
-    placement_ = plan_for_strategy(ctx.config, s, ctx.topology);
+    placement_ = ctx.plan ? *ctx.plan : plan_for_strategy(ctx.config, s, ctx.topology);
     check_placement(placement_, ep_);
 
     const int64_t local_tokens = int64_t(local_seqs_) * w_.prompt_tokens;
@@ -42,7 +42,7 @@ class EpStrategy : public Strategy {
       EpLayer el;
       if (m_.attention)
         el.attention = std::make_unique<AttentionBlock>(compute_, m_, l, 0, m_.heads, local_seqs_, max_len_, local_tokens);
-      el.gate = std::make_unique<Gate>(compute_, m_, l, local_tokens);
+      el.gate = std::make_unique<Gate>(compute_, m_, l, local_tokens, ctx.routing);
       el.experts = std::make_unique<ExpertBank>(compute_, m_, l, placement_.layers[l].slots[rank_], 0, m_.ffn_hidden,
                                                 local_tokens * m_.top_k);
       el.balancer = std::make_unique<LoadBalancer>(s.load_balancing, m_.experts);
@@ -68,6 +68,9 @@ class EpStrategy : public Strategy {
     compute_.synchronize(Stream::compute);
     step_load_.chosen.assign(m_.layers, std::vector<int64_t>(m_.experts, 0));
     step_load_.dropped = step_load_.chosen;
+    step_load_.chosen_here = step_load_.chosen;
+    step_load_.dropped_here = step_load_.chosen;
+    step_load_.processed.assign(m_.layers, 0);
   }
 
   std::string kind() const override { return "ep"; }
@@ -104,6 +107,8 @@ class EpStrategy : public Strategy {
     const int64_t step_tokens = int64_t(w_.batch_sequences) * new_len;
     const Mat x = x_.slice_rows(0, rows);
     compute_.copy(new_len == 1 ? next_input_view() : prompt_.view, x);
+    begin_step_choices(m_.layers, step_tokens, m_.top_k);
+    std::fill(step_load_.processed.begin(), step_load_.processed.end(), 0);
     for (int l = 0; l < m_.layers; ++l) layer_forward(timer, l, x, new_len, step_tokens);
     for (auto& L : layers_) L.balancer->end_step();  // step boundary
     last_rows_ = rows;
@@ -128,7 +133,7 @@ class EpStrategy : public Strategy {
       L.attention->forward(z, 0, local_seqs_, past_len_, new_len, moe_out);
       compute_.add(x, moe_out);  // h = x + Attn(rms(x))
     }
-    Routing r = route(timer, l, x, z, step_tokens);
+    Routing r = route(timer, l, x, z, new_len, step_tokens);
     const int num_chunks = static_cast<int>(std::min<int64_t>(chunks_, std::max<int64_t>(x.rows, 1)));
     for (int c = 0; c < num_chunks; ++c) {
       const int t0 = static_cast<int>(x.rows * c / num_chunks), t1 = static_cast<int>(x.rows * (c + 1) / num_chunks);
@@ -139,11 +144,13 @@ class EpStrategy : public Strategy {
 
   // Gate, top-k, capacity in global token order (earlier ranks' tokens come first) and the global
   // per-expert counts for the balancer and the load report.
-  Routing route(PhaseTimer& timer, int l, const Mat& x, const Mat& z, int64_t step_tokens) {
+  Routing route(PhaseTimer& timer, int l, const Mat& x, const Mat& z, int new_len, int64_t step_tokens) {
     ScopedPhase p(timer, Phase::gate);
     EpLayer& L = layers_[l];
     compute_.rms_norm(x, z);
-    Routing r = L.gate->route(z, L.balancer->multipliers());
+    const int seq0 = rank_ * local_seqs_;
+    Routing r = L.gate->route(z, TokenBlock{l, seq0, local_seqs_, past_len_, new_len}, L.balancer->multipliers());
+    record_choices(l, int64_t(seq0) * new_len, r);
     const double factor = ctx_.spec.load_balancing.capacity_factor;
     if (factor > 0) {
       const std::vector<int64_t> earlier = comm_.exclusive_scan_host(r.chosen_per_expert);
@@ -154,6 +161,8 @@ class EpStrategy : public Strategy {
     comm_.all_reduce_sum_host(counts);
     const std::vector<int64_t> chosen(counts.begin(), counts.begin() + m_.experts);
     L.balancer->observe(step_tokens, chosen);
+    step_load_.chosen_here[l] = r.chosen_per_expert;
+    step_load_.dropped_here[l] = r.dropped_per_expert;
     if (rank_ == 0) {
       step_load_.chosen[l] = chosen;
       step_load_.dropped[l].assign(counts.begin() + m_.experts, counts.end());
@@ -187,6 +196,7 @@ class EpStrategy : public Strategy {
     {
       ScopedPhase p(timer, Phase::expert);
       const int64_t received = recv.rows;
+      step_load_.processed[l] += received;
       const Mat out = expert_out_->rows(received);
       std::vector<int64_t> rows_per_expert(rplan.rows_per_slot.begin(),
                                            rplan.rows_per_slot.begin() + L_experts(l));

@@ -9,6 +9,8 @@
 
 #include "backend/backend.hpp"
 #include "core/config.hpp"
+#include "placement/placement.hpp"
+#include "routing/routing_source.hpp"
 #include "strategies/phase.hpp"
 #include "topology/topology.hpp"
 
@@ -20,12 +22,21 @@ struct StrategyContext {
   ComputeBackend& compute;
   Comm& world;
   Topology topology;
+  const RoutingSource& routing;
+  const Placement* plan = nullptr;   // ep: placement from a plan file; null = computed from the config
 };
 
 // Global routing counts of one step for the layers this rank reports (see Strategy::step_load).
 struct StepLoad {
   std::vector<std::vector<int64_t>> chosen;   // [L][E] assignments chosen by top-k
   std::vector<std::vector<int64_t>> dropped;  // [L][E] assignments dropped by capacity
+  // Per rank (not reduced; every rank reports its own):
+  std::vector<int64_t> processed;             // [L] assignments this rank's experts processed
+  std::vector<std::vector<int64_t>> chosen_here;   // [L][E] chosen by the tokens this rank routes (ep), else empty
+  std::vector<std::vector<int64_t>> dropped_here;  // [L][E] of those, dropped by capacity (ep), else empty
+  // Only while choices are recorded (set_record_choices): [L][step tokens * k] chosen expert + 1 of
+  // the tokens this rank reports, 0 elsewhere, global token order; a sum over the world is exact.
+  std::vector<std::vector<int32_t>> choices;
 };
 
 class Strategy {
@@ -47,9 +58,17 @@ class Strategy {
   // Global counts of the last step. Each layer is reported by exactly one rank and is zero
   // elsewhere, so a sum over the world gives every layer once.
   const StepLoad& step_load() const { return step_load_; }
+  // Record every token's choice in step_load().choices (the checked pass; costs host memory).
+  void set_record_choices(bool on) { record_choices_ = on; }
 
  protected:
+  // Stores routing `r` (before capacity) of tokens [token0, token0 + r.num_tokens) of a step of
+  // `step_tokens` tokens for layer l, when recording.
+  void record_choices(int l, int64_t token0, const Routing& r);
+  // Start of a step of `step_tokens` tokens over `num_layers` layers: clears the recorded choices.
+  void begin_step_choices(int num_layers, int64_t step_tokens, int top_k);
   StepLoad step_load_;
+  bool record_choices_ = false;
 };
 
 std::unique_ptr<Strategy> make_strategy(const StrategyContext& ctx);

@@ -47,7 +47,7 @@ class TpPpStrategy : public Strategy {
       if (m_.attention)
         sl.attention = std::make_unique<AttentionBlock>(compute_, m_, l, tp_rank_ * heads, heads, w_.batch_sequences,
                                                         max_len_, mb_tokens);
-      sl.gate = std::make_unique<Gate>(compute_, m_, l, mb_tokens);
+      sl.gate = std::make_unique<Gate>(compute_, m_, l, mb_tokens, ctx.routing);
       sl.experts = std::make_unique<ExpertBank>(compute_, m_, l, all_experts, int64_t(tp_rank_) * ffn_cols, ffn_cols, mb_tokens);
       sl.balancer = std::make_unique<LoadBalancer>(s.load_balancing, m_.experts);
       layers_.push_back(std::move(sl));
@@ -72,6 +72,7 @@ class TpPpStrategy : public Strategy {
     if (stage_ == pp_ - 1) output_ = compute_.alloc_mat(int64_t(w_.batch_sequences) * w_.prompt_tokens, d);
     step_load_.chosen.assign(m_.layers, std::vector<int64_t>(m_.experts, 0));
     step_load_.dropped = step_load_.chosen;
+    step_load_.processed.assign(m_.layers, 0);
   }
 
   std::string kind() const override { return "tp_pp"; }
@@ -111,6 +112,8 @@ class TpPpStrategy : public Strategy {
     const int64_t capacity = expert_capacity(ctx_.spec.load_balancing.capacity_factor, step_tokens, m_.top_k, m_.experts);
     for (auto& c : step_load_.chosen) std::fill(c.begin(), c.end(), 0);
     for (auto& c : step_load_.dropped) std::fill(c.begin(), c.end(), 0);
+    std::fill(step_load_.processed.begin(), step_load_.processed.end(), 0);
+    begin_step_choices(m_.layers, step_tokens, m_.top_k);
     std::vector<std::vector<int64_t>> chosen(layers_per_stage_, std::vector<int64_t>(m_.experts, 0));
     std::vector<std::vector<int64_t>> dropped = chosen;
     const Mat x = x_.slice_rows(0, mb_rows);
@@ -164,13 +167,15 @@ class TpPpStrategy : public Strategy {
     {
       ScopedPhase p(timer, Phase::gate);
       compute_.rms_norm(x, z);
-      Routing r = L.gate->route(z, L.balancer->multipliers());
+      Routing r = L.gate->route(z, TokenBlock{first_layer_ + i, seq0, mb_seqs_, past_len_, new_len}, L.balancer->multipliers());
+      if (tp_rank_ == 0) record_choices(first_layer_ + i, int64_t(seq0) * new_len, r);
       apply_capacity(r, m_.experts, capacity, chosen);  // earlier micro-batches come first in token order
       for (int e = 0; e < m_.experts; ++e) {
         chosen[e] += r.chosen_per_expert[e];
         dropped[e] += r.dropped_per_expert[e];
       }
       plan = make_local_plan(r, m_.experts);
+      step_load_.processed[first_layer_ + i] += static_cast<int64_t>(plan.gather_token.size());
       compute_.upload_index(plan.gather_token.data(), IndexVec{gather_idx_.view.data, int64_t(plan.gather_token.size())}, Stream::compute);
       compute_.upload_index(plan.combine_slot.data(), IndexVec{combine_slot_.view.data, int64_t(plan.combine_slot.size())}, Stream::compute);
       compute_.upload_weights(plan.combine_weight.data(), WeightVec{combine_w_.view.data, int64_t(plan.combine_weight.size())}, Stream::compute);

@@ -40,7 +40,9 @@ TrafficSummary summarize_traffic(const Topology& topo, int nics_per_node,
   TrafficSummary s;
   const int n = topo.num_ranks();
   const int nics = std::max(1, nics_per_node);
-  std::vector<int64_t> nic_bytes(static_cast<size_t>(topo.nodes()) * nics, 0);
+  std::vector<int64_t>& nic_bytes = s.nic_bytes;
+  nic_bytes.assign(static_cast<size_t>(topo.nodes()) * nics, 0);
+  s.port_bytes.assign(n, 0);
   for (int src = 0; src < n && src < static_cast<int>(bytes.size()); ++src) {
     int64_t port = 0;
     for (int dst = 0; dst < n && dst < static_cast<int>(bytes[src].size()); ++dst) {
@@ -57,6 +59,7 @@ TrafficSummary summarize_traffic(const Topology& topo, int nics_per_node,
           break;
       }
     }
+    s.port_bytes[src] = port;
     s.max_intra_link_bytes = std::max(s.max_intra_link_bytes, port);
   }
   for (int64_t b : nic_bytes) s.max_inter_link_bytes = std::max(s.max_inter_link_bytes, b);

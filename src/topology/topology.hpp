@@ -36,6 +36,8 @@ struct TrafficSummary {
   int64_t inter_node_bytes = 0;
   int64_t max_intra_link_bytes = 0;   // busiest GPU NVLink port (sent)
   int64_t max_inter_link_bytes = 0;   // busiest NIC (sent)
+  std::vector<int64_t> port_bytes;    // [ranks] intra-node bytes sent through each GPU's NVLink port
+  std::vector<int64_t> nic_bytes;     // [nodes * nics_per_node] inter-node bytes sent through each NIC
 };
 // bytes[src][dst] over world ranks.
 TrafficSummary summarize_traffic(const Topology& topo, int nics_per_node,

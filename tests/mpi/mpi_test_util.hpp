@@ -2,6 +2,7 @@
 // strategy through the real runner on the CPU backend, and return the results on rank 0.
 #pragma once
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 
@@ -10,6 +11,7 @@
 
 #include "backend/factory.hpp"
 #include "core/config.hpp"
+#include "routing/routing_source.hpp"
 #include "runner/runner.hpp"
 
 namespace moe::testing {
@@ -31,13 +33,18 @@ inline nlohmann::json load_json(const std::string& relative) {
 }
 
 // Runs `cfg_json` (validated for this world size) and returns the strategies array on rank 0.
-inline RunOutcome run_json(const nlohmann::json& cfg_json, const std::string& dump_dir = "") {
+// `trace` replays a recorded trace (workload.routing must then be "trace:..."); `plans` are
+// placements from plan files per ep strategy name.
+inline RunOutcome run_json(const nlohmann::json& cfg_json, const std::string& dump_dir = "",
+                           const RoutingTrace* trace = nullptr, std::map<std::string, Placement> plans = {}) {
   Config c = parse_config(cfg_json);
   validate_for_run(c, world_size(), 4, "cpu");
   Backends b = make_backends("cpu", c.model.dtype);
   RunOptions o;
   o.verify = true;
   o.dump_dir = dump_dir;
+  o.routing = trace ? RoutingSource::from_trace(c, *trace) : RoutingSource::from_config(c);
+  o.plans = std::move(plans);
   return run_strategies(c, o, *b.compute, *b.world);
 }
 

@@ -47,7 +47,8 @@ void compare_steps(const json& cfg_json) {
   o.elem_bytes = 4;  // the CPU backend moves fp32
   for (const moe::StrategyConfig& spec : c.strategies) {
     INFO("strategy " << spec.name << " (" << spec.kind << ")");
-    moe::StrategyContext ctx{c, spec, *b.compute, *b.world, topo};
+    const auto routing = moe::RoutingSource::from_config(c);
+    moe::StrategyContext ctx{c, spec, *b.compute, *b.world, topo, *routing};
     auto strategy = moe::make_strategy(ctx);
     const moe::CostModel model(c, spec, o);
     moe::PhaseTimer timer(*b.compute);

@@ -244,9 +244,27 @@ TEST_CASE("config: enumerated values", "[config]") {
     j["strategies"][1]["load_balancing"] = {{"policy", "eplb"}};
     parse_fails(j, "strategies[1].load_balancing.policy", "none | paper, got 'eplb'");
   }
-  SECTION("workload.routing") {
-    j["workload"]["routing"] = "zipf:1.2";
-    parse_fails(j, "workload.routing", "unsupported routing 'zipf:1.2' (supported: gate)");
+  SECTION("workload.routing: unknown name") {
+    j["workload"]["routing"] = "skewed";
+    parse_fails(j, "workload.routing", "unsupported routing 'skewed' (gate | uniform | zipf:s");
+  }
+  SECTION("workload.routing: bad parameter") {
+    j["workload"]["routing"] = "zipf:x";
+    parse_fails(j, "workload.routing", "'zipf:x' needs a number");
+  }
+  SECTION("workload.routing: trace without a file") {
+    j["workload"]["routing"] = "trace:#proposed";
+    parse_fails(j, "workload.routing", "needs a results file");
+  }
+}
+
+TEST_CASE("config: workload.routing accepts the gate, distributions and traces", "[config]") {
+  for (const std::string r : {"gate", "uniform", "zipf:1.2", "hot:0.5,local:0.7", "hot:0.5,drift:4", "trace:run.json",
+                              "trace:results/run.json#proposed"}) {
+    INFO(r);
+    json j = base();
+    j["workload"]["routing"] = r;
+    CHECK(moe::parse_config(j).workload.routing == r);
   }
 }
 
