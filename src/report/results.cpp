@@ -67,13 +67,16 @@ void print_table(std::ostream& out, const nlohmann::ordered_json& r) {
   out << "moe-bench " << r["tool"]["version"].get<std::string>() << "  config " << r["config"]["name"].get<std::string>()
       << "  backend " << ctx["backend"].get<std::string>() << " (" << ctx["compute_dtype"].get<std::string>() << ")  ranks "
       << ctx["world_size"].get<int>() << "  mode " << ctx["mode"].get<std::string>() << "\n\n";
-  out << std::left << std::setw(12) << "strategy" << std::setw(8) << "kind" << std::right << std::setw(14) << "prefill tok/s"
+  // Name columns fit the longest strategy name.
+  int name_w = 10;
+  for (const auto& s : r["strategies"]) name_w = std::max<int>(name_w, static_cast<int>(s["name"].get<std::string>().size()));
+  out << std::left << std::setw(name_w + 2) << "strategy" << std::setw(8) << "kind" << std::right << std::setw(14) << "prefill tok/s"
       << std::setw(14) << "decode tok/s" << std::setw(11) << "TPOT mean" << std::setw(10) << "TPOT p50" << std::setw(10)
       << "TPOT p99" << std::setw(12) << "max rel err" << std::setw(8) << "verify" << "\n";
   for (const auto& s : r["strategies"]) {
     const auto& v = s["verification"];
     const bool checked = v["checked"].get<bool>();
-    out << std::left << std::setw(12) << s["name"].get<std::string>() << std::setw(8) << s["kind"].get<std::string>()
+    out << std::left << std::setw(name_w + 2) << s["name"].get<std::string>() << std::setw(8) << s["kind"].get<std::string>()
         << std::right << std::setw(14) << fmt(s["prefill"]["tokens_per_s"].get<double>(), 0) << std::setw(14)
         << fmt(s["decode"]["tokens_per_s"].get<double>(), 0) << std::setw(8)
         << fmt(s["decode"]["tpot_ms"]["mean"].get<double>()) << " ms" << std::setw(7)
@@ -84,7 +87,7 @@ void print_table(std::ostream& out, const nlohmann::ordered_json& r) {
   }
   out << "\nper decode step, ms (max over ranks / mean over ranks):\n";
   for (const auto& s : r["strategies"]) {
-    out << "  " << std::left << std::setw(10) << s["name"].get<std::string>() << std::right;
+    out << "  " << std::left << std::setw(name_w) << s["name"].get<std::string>() << std::right;
     for (const auto& [phase, t] : s["phases_ms"]["decode_step"].items()) {
       if (t["max"].get<double>() <= 0) continue;
       out << "  " << phase << " " << fmt(t["max"].get<double>(), 3) << "/" << fmt(t["mean"].get<double>(), 3);
@@ -94,10 +97,14 @@ void print_table(std::ostream& out, const nlohmann::ordered_json& r) {
   out << "\ntraffic per iteration and load:\n";
   for (const auto& s : r["strategies"]) {
     const auto& t = s["traffic"];
-    out << "  " << std::left << std::setw(10) << s["name"].get<std::string>() << std::right << "  intra-node "
+    out << "  " << std::left << std::setw(name_w) << s["name"].get<std::string>() << std::right << "  intra-node "
         << human_bytes(t["intra_node_bytes"].get<double>()) << "  inter-node " << human_bytes(t["inter_node_bytes"].get<double>())
         << "  busiest NIC " << human_bytes(t["max_inter_node_link_bytes"].get<double>()) << "  min balancedness "
-        << fmt(s["load"]["min_balancedness"].get<double>(), 3) << "  dropped " << s["load"]["dropped_total"].get<int64_t>()
+        << fmt(s["load"]["min_balancedness"].get<double>(), 3)
+        << (s["load"].contains("min_gpu_balancedness") && s["load"]["min_gpu_balancedness"].is_number()
+                ? " (per GPU " + fmt(s["load"]["min_gpu_balancedness"].get<double>(), 3) + ")"
+                : std::string())
+        << "  dropped " << s["load"]["dropped_total"].get<int64_t>()
         << "  peak mem/rank " << human_bytes(s["memory"]["peak_allocated_bytes_max"].get<double>()) << "\n";
   }
   if (!r["comparison"].empty()) {

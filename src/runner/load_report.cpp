@@ -39,9 +39,10 @@ void record_step(Comm& world, const StepLoad& load, int64_t step_tokens, bool wi
   const int E = L ? static_cast<int>(load.chosen[0].size()) : 0;
   const int G = world.size(), me = world.rank();
   const bool per_source = !load.chosen_here.empty();
+  const bool per_gpu = !load.processed.empty();
   if (acc.num_layers == 0) {
     acc.num_layers = L, acc.num_experts = E, acc.num_ranks = G;
-    acc.processed.assign(L, std::vector<int64_t>(G, 0));
+    if (per_gpu) acc.processed.assign(L, std::vector<int64_t>(G, 0));
     if (per_source) {
       acc.chosen_by_source.assign(L, std::vector<std::vector<int64_t>>(G, std::vector<int64_t>(E, 0)));
       acc.dropped_by_source = acc.chosen_by_source;
@@ -49,7 +50,7 @@ void record_step(Comm& world, const StepLoad& load, int64_t step_tokens, bool wi
   }
   MOE_REQUIRE(acc.num_layers == L && acc.num_experts == E, "record_step: shape changed between steps");
   // One reduction: [chosen L*E | dropped L*E | processed L*G | by source 2*L*G*E | choices].
-  const size_t n_counts = size_t(2) * L * E, n_proc = size_t(L) * G, n_src = per_source ? size_t(2) * L * G * E : 0;
+  const size_t n_counts = size_t(2) * L * E, n_proc = per_gpu ? size_t(L) * G : 0, n_src = per_source ? size_t(2) * L * G * E : 0;
   size_t n_choices = 0;
   if (with_choices) {
     MOE_REQUIRE(static_cast<int>(load.choices.size()) == L, "record_step: choices were not recorded");
@@ -61,7 +62,8 @@ void record_step(Comm& world, const StepLoad& load, int64_t step_tokens, bool wi
       flat[size_t(l) * E + e] = load.chosen[l][e];
       flat[size_t(L + l) * E + e] = load.dropped[l][e];
     }
-  for (int l = 0; l < L; ++l) flat[n_counts + size_t(l) * G + me] = load.processed.at(l);
+  if (per_gpu)
+    for (int l = 0; l < L; ++l) flat[n_counts + size_t(l) * G + me] = load.processed.at(l);
   if (per_source)
     for (int l = 0; l < L; ++l)
       for (int e = 0; e < E; ++e) {
@@ -83,8 +85,9 @@ void record_step(Comm& world, const StepLoad& load, int64_t step_tokens, bool wi
   acc.chosen.push_back(std::move(chosen));
   acc.dropped.push_back(std::move(dropped));
   acc.tokens_per_step.push_back(step_tokens);
-  for (int l = 0; l < L; ++l)
-    for (int g = 0; g < G; ++g) acc.processed[l][g] += flat[n_counts + size_t(l) * G + g];
+  if (per_gpu)
+    for (int l = 0; l < L; ++l)
+      for (int g = 0; g < G; ++g) acc.processed[l][g] += flat[n_counts + size_t(l) * G + g];
   if (per_source)
     for (int l = 0; l < L; ++l)
       for (int g = 0; g < G; ++g)
@@ -124,10 +127,14 @@ ojson load_json(const CheckedRouting& r, const LoadBalancingConfig& lb) {
     const int64_t d = total(dropped[l]);
     total_dropped += d;
     worst = std::min(worst, s.balancedness);
-    const double gpu_b = balancedness(r.processed[l]);
-    worst_gpu = std::min(worst_gpu, gpu_b);
     ojson layer = {{"layer", l}, {"tokens_per_expert", chosen[l]}, {"dropped", d}, {"balancedness", s.balancedness},
-                   {"cv", s.cv}, {"tokens_per_gpu", r.processed[l]}, {"gpu_balancedness", gpu_b}};
+                   {"cv", s.cv}};
+    if (!r.processed.empty()) {
+      const double gpu_b = balancedness(r.processed[l]);
+      worst_gpu = std::min(worst_gpu, gpu_b);
+      layer["tokens_per_gpu"] = r.processed[l];
+      layer["gpu_balancedness"] = gpu_b;
+    }
     if (!r.chosen_by_source.empty()) {
       layer["tokens_per_source_expert"] = r.chosen_by_source[l];
       layer["dropped_per_source_expert"] = r.dropped_by_source[l];
@@ -179,7 +186,7 @@ ojson load_json(const CheckedRouting& r, const LoadBalancingConfig& lb) {
 
   return {{"scope", "one iteration (prefill = step 0, then every decode step); assignments chosen by top-k"},
           {"min_balancedness", worst},
-          {"min_gpu_balancedness", worst_gpu},
+          {"min_gpu_balancedness", r.processed.empty() ? nlohmann::ordered_json(nullptr) : ojson(worst_gpu)},
           {"dropped_total", total_dropped},
           {"layers", layers},
           {"windows_note", "update windows of >= load_balancing.update_interval_tokens tokens; balancedness = mean/max "

@@ -19,7 +19,7 @@ struct CheckedRouting {
   std::vector<int64_t> tokens_per_step;                        // [steps]
   std::vector<std::vector<std::vector<int64_t>>> chosen;       // [step][L][E] global
   std::vector<std::vector<std::vector<int64_t>>> dropped;      // [step][L][E] global
-  std::vector<std::vector<int64_t>> processed;                 // [L][G] summed over steps
+  std::vector<std::vector<int64_t>> processed;                 // [L][G] summed over steps (ep), else empty
   std::vector<std::vector<std::vector<int64_t>>> chosen_by_source;   // [L][G][E] summed over steps (ep), else empty
   std::vector<std::vector<std::vector<int64_t>>> dropped_by_source;  // [L][G][E] likewise
   bool has_trace = false;

@@ -31,7 +31,7 @@ struct StepLoad {
   std::vector<std::vector<int64_t>> chosen;   // [L][E] assignments chosen by top-k
   std::vector<std::vector<int64_t>> dropped;  // [L][E] assignments dropped by capacity
   // Per rank (not reduced; every rank reports its own):
-  std::vector<int64_t> processed;             // [L] assignments this rank's experts processed
+  std::vector<int64_t> processed;             // [L] assignments this rank's whole experts processed (ep), else empty
   std::vector<std::vector<int64_t>> chosen_here;   // [L][E] chosen by the tokens this rank routes (ep), else empty
   std::vector<std::vector<int64_t>> dropped_here;  // [L][E] of those, dropped by capacity (ep), else empty
   // Only while choices are recorded (set_record_choices): [L][step tokens * k] chosen expert + 1 of

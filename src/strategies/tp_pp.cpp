@@ -72,7 +72,6 @@ class TpPpStrategy : public Strategy {
     if (stage_ == pp_ - 1) output_ = compute_.alloc_mat(int64_t(w_.batch_sequences) * w_.prompt_tokens, d);
     step_load_.chosen.assign(m_.layers, std::vector<int64_t>(m_.experts, 0));
     step_load_.dropped = step_load_.chosen;
-    step_load_.processed.assign(m_.layers, 0);
   }
 
   std::string kind() const override { return "tp_pp"; }
@@ -112,7 +111,6 @@ class TpPpStrategy : public Strategy {
     const int64_t capacity = expert_capacity(ctx_.spec.load_balancing.capacity_factor, step_tokens, m_.top_k, m_.experts);
     for (auto& c : step_load_.chosen) std::fill(c.begin(), c.end(), 0);
     for (auto& c : step_load_.dropped) std::fill(c.begin(), c.end(), 0);
-    std::fill(step_load_.processed.begin(), step_load_.processed.end(), 0);
     begin_step_choices(m_.layers, step_tokens, m_.top_k);
     std::vector<std::vector<int64_t>> chosen(layers_per_stage_, std::vector<int64_t>(m_.experts, 0));
     std::vector<std::vector<int64_t>> dropped = chosen;
@@ -175,7 +173,6 @@ class TpPpStrategy : public Strategy {
         dropped[e] += r.dropped_per_expert[e];
       }
       plan = make_local_plan(r, m_.experts);
-      step_load_.processed[first_layer_ + i] += static_cast<int64_t>(plan.gather_token.size());
       compute_.upload_index(plan.gather_token.data(), IndexVec{gather_idx_.view.data, int64_t(plan.gather_token.size())}, Stream::compute);
       compute_.upload_index(plan.combine_slot.data(), IndexVec{combine_slot_.view.data, int64_t(plan.combine_slot.size())}, Stream::compute);
       compute_.upload_weights(plan.combine_weight.data(), WeightVec{combine_w_.view.data, int64_t(plan.combine_weight.size())}, Stream::compute);
