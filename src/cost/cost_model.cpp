@@ -200,8 +200,13 @@ CostModel::CostModel(const Config& config, const StrategyConfig& spec, CostOptio
   } else {
     MOE_REQUIRE(spec_.ep == topo_.num_ranks(), "cost model: ep must equal cluster.nodes * gpus_per_node");
     MOE_REQUIRE(config.workload.batch_sequences % spec_.ep == 0, "cost model: batch_sequences must divide by ep");
-    // The same plan EpStrategy runs with (one place decides it).
-    placement_ = std::make_shared<Placement>(plan_for_strategy(config, spec_, topo_));
+    // The same plan EpStrategy runs with (one place decides it), unless the caller gives the plan.
+    placement_ = options_.placement ? options_.placement : std::make_shared<Placement>(plan_for_strategy(config, spec_, topo_));
+    MOE_REQUIRE(static_cast<int>(placement_->layers.size()) == config.model.layers,
+                "cost model: the placement must have one entry per model layer");
+    for (const LayerPlacement& lp : placement_->layers)
+      MOE_REQUIRE(lp.num_experts == config.model.experts && static_cast<int>(lp.replicas.size()) == config.model.experts,
+                  "cost model: the placement must place model.experts experts per layer");
     check_placement(*placement_, topo_.num_ranks());
   }
 }

@@ -130,6 +130,8 @@ struct ExpectedRouting {
 struct CostOptions {
   int elem_bytes = 2;          // activation/weight element size: 2 on GPUs (fp16/bf16), 4 on the CPU backend
   ExpectedRouting routing;
+  // ep: the placement the strategy runs with; null: plan_for_strategy(config, spec, topology), as EpStrategy.
+  std::shared_ptr<const Placement> placement;
 };
 
 struct PhaseTotals {

@@ -10,6 +10,7 @@
 #include "backend/backend.hpp"
 #include "core/error.hpp"
 #include "cost/memory.hpp"
+#include "cost/roofline.hpp"
 #include "report/results.hpp"
 #include "routing/router.hpp"
 #include "runner/runner.hpp"
@@ -227,17 +228,13 @@ ojson simulate_strategy(const Config& c, const StrategyConfig& s, const Simulate
                       {"largest_prompt_that_fits", largest_prompt_that_fits(c, s, eb)},
                       {"at_batch_sequences", w.batch_sequences}};
 
-  const double iteration_s = pre.time_ms / 1e3 + decode_total_s;
-  const double world = world_of(c);
-  const double peak = c.cluster.gpu.peak_tflops * world;
-  const double hbm_peak = c.cluster.gpu.hbm_gb_s * world;
-  const double achieved = iteration_s > 0 ? tot.flops() / iteration_s / 1e12 : 0;
-  const double achieved_hbm = iteration_s > 0 ? tot.hbm_bytes() / iteration_s / 1e9 : 0;
-  r["efficiency"] = {{"flops_per_iteration", tot.flops()}, {"achieved_tflops", achieved}, {"peak_tflops", peak},
-                     {"percent_of_peak", peak > 0 ? 100 * achieved / peak : 0},
-                     {"hbm_bytes_per_iteration", tot.hbm_bytes()}, {"achieved_hbm_gb_s", achieved_hbm},
-                     {"percent_of_hbm_peak", hbm_peak > 0 ? 100 * achieved_hbm / hbm_peak : 0},
-                     {"peak_source", "cluster.gpu peaks x world size"}};
+  // The runner's roofline over the predicted times (cost/roofline.hpp): one formula for both.
+  ojson eff = {{"source", "counts: cost model, expected routing; times: simulated prefill and mean decode step; peaks: the "
+                          "config's cluster (the hardware profile's when one is given)"},
+               {"flops_per_iteration", tot.flops()}};
+  const ojson block = efficiency_block(iteration_counts(model, c), c.cluster, pre.time_ms / 1e3, dmean.time_ms / 1e3);
+  for (const auto& [key, value] : block.items()) eff[key] = value;
+  r["efficiency"] = eff;
   r["roofline"] = {{"prefill", roofline_json(pre)}, {"decode_step", roofline_json(dmean)}};
   ojson ov = {{"streams_overlap", hw.overlap && s.kind == "ep"}, {"prefill", overlap_json(pre)},
               {"decode_step", overlap_json(dmean)}};
