@@ -207,10 +207,7 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
     const Summary tpot = summarize(times.decode_ms);
     const int64_t prefill_tokens = int64_t(config.workload.batch_sequences) * config.workload.prompt_tokens;
     const double decode_total_s = [&] { double s = 0; for (double v : times.decode_ms) s += v; return s / 1e3; }();
-    const double iteration_s = (prefill_s.mean * iters / 1e3 + decode_total_s) / iters;
     const double flops_per_iter = double(flops[0]) / iters;
-    const double achieved_tflops = iteration_s > 0 ? flops_per_iter / iteration_s / 1e12 : 0;
-    const double peak_tflops = config.cluster.gpu.peak_tflops * world.size();
     const MemoryEstimate est = estimate_memory(config, spec, world.size(), dtype_bytes(compute.dtype()));
 
     nlohmann::ordered_json r;

@@ -7,10 +7,13 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "expect_config_error.hpp"
 
 using moe::Config;
 using moe::ConfigError;
 using json = nlohmann::json;
+
+using moe::testing::expect_config_error;
 
 namespace {
 
@@ -30,26 +33,14 @@ json base() {
 
 std::string config_path(const std::string& file) { return std::string(MOE_SOURCE_DIR) + "/configs/" + file; }
 
-void expect_error(const std::function<void()>& f, const std::string& path, const std::string& needle) {
-  INFO("expected ConfigError at '" << path << "' mentioning '" << needle << "'");
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    INFO("got: " << e.what());
-    CHECK(e.path() == path);
-    CHECK_THAT(std::string(e.what()), Catch::Contains(needle));
-    return;
-  }
-  FAIL("no ConfigError was thrown");
-}
 
 void parse_fails(const json& j, const std::string& path, const std::string& needle) {
-  expect_error([&] { moe::parse_config(j); }, path, needle);
+  expect_config_error([&] { moe::parse_config(j); }, path, needle);
 }
 
 void validate_fails(const json& j, const std::string& path, const std::string& needle) {
   Config c = moe::parse_config(j);  // parsing must succeed: these are range/consistency errors
-  expect_error([&] { moe::validate_config(c); }, path, needle);
+  expect_config_error([&] { moe::validate_config(c); }, path, needle);
 }
 
 void require_same(const Config& a, const Config& b) {
@@ -269,9 +260,9 @@ TEST_CASE("config: workload.routing accepts the gate, distributions and traces",
 }
 
 TEST_CASE("config: text and file loading errors name the source", "[config]") {
-  expect_error([] { moe::parse_config_text("{\"name\": ", "broken.json"); }, "", "broken.json");
-  expect_error([] { moe::parse_config_text("{\"name\": ", "broken.json"); }, "", "parse error");
-  expect_error([] { moe::load_config_file("/nonexistent/x.json"); }, "",
+  expect_config_error([] { moe::parse_config_text("{\"name\": ", "broken.json"); }, "", "broken.json");
+  expect_config_error([] { moe::parse_config_text("{\"name\": ", "broken.json"); }, "", "parse error");
+  expect_config_error([] { moe::load_config_file("/nonexistent/x.json"); }, "",
                "cannot open config file '/nonexistent/x.json'");
   const Config c = moe::parse_config_text(base().dump(), "inline");
   CHECK(c.name == "tiny");
@@ -394,36 +385,36 @@ TEST_CASE("config: validation rules", "[config][validate]") {
 TEST_CASE("config: validation also rejects bad enums built in code", "[config][validate]") {
   Config c = moe::parse_config(base());
   c.model.dtype = "fp64";
-  expect_error([&] { moe::validate_config(c); }, "model.dtype", "got 'fp64'");
+  expect_config_error([&] { moe::validate_config(c); }, "model.dtype", "got 'fp64'");
   c = moe::parse_config(base());
   c.strategies[1].kind = "dp";
-  expect_error([&] { moe::validate_config(c); }, "strategies[1].kind", "got 'dp'");
+  expect_config_error([&] { moe::validate_config(c); }, "strategies[1].kind", "got 'dp'");
   c = moe::parse_config(base());
   c.strategies.clear();
-  expect_error([&] { moe::validate_config(c); }, "strategies", "non-empty");
+  expect_config_error([&] { moe::validate_config(c); }, "strategies", "non-empty");
 }
 
 TEST_CASE("config: validate_for_run", "[config][validate]") {
   SECTION("world size must match the cluster") {
     const Config c = moe::parse_config(base());
-    expect_error([&] { moe::validate_for_run(c, 16, 4, "cpu"); }, "cluster", "mpirun -np 4");
-    expect_error([&] { moe::validate_for_run(c, 16, 4, "cpu"); }, "cluster", "the run has 16");
+    expect_config_error([&] { moe::validate_for_run(c, 16, 4, "cpu"); }, "cluster", "mpirun -np 4");
+    expect_config_error([&] { moe::validate_for_run(c, 16, 4, "cpu"); }, "cluster", "the run has 16");
     CHECK_NOTHROW(moe::validate_for_run(c, 4, 4, "cpu"));
   }
   SECTION("per-rank memory must fit the GPU") {
     json j = base();
     j["cluster"]["gpu"] = {{"memory_gb", 1e-6}};  // 1000 bytes; the tp_pp rank needs 2452 at fp32
     const Config c = moe::parse_config(j);
-    expect_error([&] { moe::validate_for_run(c, 4, 4, "cpu"); }, "strategies[0]",
+    expect_config_error([&] { moe::validate_for_run(c, 4, 4, "cpu"); }, "strategies[0]",
                  "needs 0.0 GB per rank on backend cpu (fp32): weights");
-    expect_error([&] { moe::validate_for_run(c, 4, 4, "cpu"); }, "strategies[0]", "> cluster.gpu.memory_gb 1e-06");
+    expect_config_error([&] { moe::validate_for_run(c, 4, 4, "cpu"); }, "strategies[0]", "> cluster.gpu.memory_gb 1e-06");
   }
   SECTION("verification needs the reference to fit the host") {
     Config c = moe::load_config_file(config_path("paper-16xh100.json"));
     c.cluster.gpu.memory_gb = 1e6;
     c.run.verify = true;
-    expect_error([&] { moe::validate_for_run(c, 16, 2, "cuda"); }, "run.verify", "set run.verify to false");
-    expect_error([&] { moe::validate_for_run(c, 16, 2, "cuda"); }, "run.verify", "single-rank FP32 reference needs");
+    expect_config_error([&] { moe::validate_for_run(c, 16, 2, "cuda"); }, "run.verify", "set run.verify to false");
+    expect_config_error([&] { moe::validate_for_run(c, 16, 2, "cuda"); }, "run.verify", "single-rank FP32 reference needs");
   }
 }
 
@@ -479,7 +470,7 @@ TEST_CASE("config: placement_profile of an ep strategy", "[config]") {
 
   Config built = moe::parse_config(base());
   built.strategies[1].placement_profile = "hot:2";
-  expect_error([&] { moe::validate_config(built); }, "strategies[1].placement_profile", "in [0, 1]");
+  expect_config_error([&] { moe::validate_config(built); }, "strategies[1].placement_profile", "in [0, 1]");
 }
 
 TEST_CASE("config: shipped configs load and validate", "[config][configs]") {
@@ -512,7 +503,7 @@ TEST_CASE("config: shipped configs load and validate", "[config][configs]") {
     CHECK(c.strategies[1].chunks == 4);
     CHECK_FALSE(c.run.verify);
     CHECK_NOTHROW(moe::validate_config(c));
-    expect_error([&] { moe::validate_for_run(c, 16, 2, "cuda"); }, "strategies[0]", "GB");
-    expect_error([&] { moe::validate_for_run(c, 16, 2, "cuda"); }, "strategies[0]", "on backend cuda (fp16)");
+    expect_config_error([&] { moe::validate_for_run(c, 16, 2, "cuda"); }, "strategies[0]", "GB");
+    expect_config_error([&] { moe::validate_for_run(c, 16, 2, "cuda"); }, "strategies[0]", "on backend cuda (fp16)");
   }
 }

@@ -11,8 +11,11 @@
 #include "core/error.hpp"
 #include "placement/load_profile.hpp"
 #include "routing/routing_source.hpp"
+#include "expect_config_error.hpp"
 
 using namespace moe;
+
+using moe::testing::expect_config_error;
 
 namespace {
 
@@ -52,18 +55,6 @@ std::vector<int64_t> counts_of(const Routing& r, int experts) {
   return c;
 }
 
-void expect_config_error(const std::function<void()>& f, const std::string& path, const std::string& needle) {
-  INFO("expected ConfigError at '" << path << "' mentioning '" << needle << "'");
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    INFO("got: " << e.what());
-    CHECK(e.path() == path);
-    CHECK_THAT(std::string(e.what()), Catch::Contains(needle));
-    return;
-  }
-  FAIL("no ConfigError was thrown");
-}
 
 }  // namespace
 
