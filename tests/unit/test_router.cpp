@@ -54,7 +54,7 @@ TEST_CASE("top-k: descending score, ties to the lower expert index", "[router]")
   CHECK(r.dropped_per_expert == std::vector<int64_t>{0, 0, 0, 0});
 }
 
-TEST_CASE("multipliers change the choice; weights stay the unmultiplied p", "[router]") {
+TEST_CASE("multipliers change the choice and weights stay the unmultiplied p", "[router]") {
   const std::vector<float> probs = {0.5f, 0.3f, 0.2f};
   const std::vector<double> m = {0.5, 1.0, 1.0};  // scores 0.25, 0.3, 0.2
   SECTION("k = 1") {
@@ -194,7 +194,7 @@ TEST_CASE("load balancer: clamps at 0.1 and 10", "[router][balancer]") {
   CHECK(few.multipliers()[2] == Approx(3.375));
 }
 
-TEST_CASE("load balancer: no update below the interval; the window accumulates", "[router][balancer]") {
+TEST_CASE("load balancer: no update below the interval and the window accumulates", "[router][balancer]") {
   LoadBalancer lb(paper_cfg(10), 4);
   lb.observe(6, {4, 2, 0, 0});
   CHECK_FALSE(lb.end_step());

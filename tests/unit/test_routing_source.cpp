@@ -144,7 +144,7 @@ TEST_CASE("routing source: multipliers steer synthetic choices away from loaded 
   CHECK(after[1] < before[1] / 2);
 }
 
-TEST_CASE("routing source: drift moves the hot set every n steps; locality favours home experts", "[routing_source]") {
+TEST_CASE("routing source: drift moves the hot set every n steps and locality favours home experts", "[routing_source]") {
   const Config c = make_config("hot:0.9,drift:2", 16, 1, 400, 4, 6, 1);
   const auto src = RoutingSource::from_config(c);
   const std::vector<double> m(16, 1.0);
