@@ -11,6 +11,7 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "report/npy.hpp"
+#include "routing/routing_source.hpp"
 #include "sim/simulate.hpp"
 
 namespace moe {
@@ -92,6 +93,21 @@ int run_simulate(const SimulateArgs& a, const MpiSession& mpi, const std::vector
   SimulateOptions o;
   o.argv = argv;
   o.backend = !a.backend.empty() ? a.backend : (config.run.backend == "cpu" ? "cpu" : "cuda");
+  std::string trace_path, trace_strategy;
+  if (parse_trace_spec(config.workload.routing, trace_path, trace_strategy)) {
+    // A replayed trace is simulated with its exact counts per source rank and step.
+    std::ifstream tin(trace_path);
+    if (!tin) throw ConfigError("workload.routing", "cannot open routing trace results file '" + trace_path + "'");
+    nlohmann::json results;
+    try {
+      results = nlohmann::json::parse(tin);
+    } catch (const std::exception& e) {
+      throw ConfigError("workload.routing", "invalid JSON in '" + trace_path + "': " + e.what());
+    }
+    RoutingTrace trace = trace_from_results(results, trace_strategy, trace_path);
+    RoutingSource::from_trace(config, trace);  // checks the trace fits the config
+    o.trace = std::make_shared<const RoutingTrace>(std::move(trace));
+  }
   o.hardware = default_profile(config.cluster);
   if (!a.hardware_path.empty()) o.hardware = load_profile_file(a.hardware_path, o.hardware);
   for (const std::string& s : a.overrides) apply_profile_override(o.hardware, s);

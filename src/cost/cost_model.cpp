@@ -1,6 +1,7 @@
 // Cost of tp_pp and ep steps (see cost_model.hpp). Each builder below follows its strategy's code
 // line by line; a comment names the runtime call a kernel or message stands for.
 #include "cost/cost_model.hpp"
+#include "cost/ep_routing.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -93,95 +94,7 @@ void merge_same_kind(std::vector<Kernel>& ks) {
   ks = std::move(merged);
 }
 
-// Expected assignments per token to each expert of a layer (sums to k), with the capacity applied.
-std::vector<double> assignments_per_token(const Config& c, const StrategyConfig& s, const ExpectedRouting& r, int layer,
-                                          int64_t step_tokens) {
-  const int E = c.model.experts, k = c.model.top_k;
-  std::vector<double> share(E, 1.0 / E);
-  if (!r.expert_share.empty()) {
-    MOE_REQUIRE(static_cast<int>(r.expert_share.size()) == c.model.layers &&
-                    static_cast<int>(r.expert_share[layer].size()) == E,
-                "expected routing: expert_share must be [layers][experts]");
-    double sum = 0;
-    for (double x : r.expert_share[layer]) sum += x;
-    MOE_REQUIRE(sum > 0, "expected routing: shares of layer " + std::to_string(layer) + " sum to 0");
-    for (int e = 0; e < E; ++e) share[e] = r.expert_share[layer][e] / sum;
-  }
-  const int64_t cap = expert_capacity(s.load_balancing.capacity_factor, step_tokens, k, E);
-  std::vector<double> a(E);
-  for (int e = 0; e < E; ++e) {
-    a[e] = share[e] * k;
-    const double expected = a[e] * double(step_tokens);
-    if (cap >= 0 && expected > double(cap)) a[e] *= double(cap) / expected;  // later assignments dropped
-  }
-  return a;
-}
-
 }  // namespace
-
-// ---- expert-parallel routing per layer: flows per local token of every rank ----
-
-struct CostModel::EpRouting {
-  int max_slots = 1;
-  double sent_rows = 0;            // rows each rank sends per local token (including to itself)
-  std::vector<double> slot_rows;   // [G * max_slots] rows rank r's slot receives per local token of every rank
-  std::vector<double> recv_rows;   // [G]
-  int busiest = 0;                 // rank receiving the most rows
-  int peers = 0;                   // most distinct destinations of one rank (excluding itself)
-  bool crosses_nodes = false;
-  std::shared_ptr<LinkLoads> dispatch, combine;  // rows on each link per local token of every rank
-};
-
-std::shared_ptr<const CostModel::EpRouting> CostModel::ep_routing(int layer, int64_t step_tokens) const {
-  // Without a capacity the expected routing does not depend on the step's token count: cache it.
-  const bool dropless = spec_.load_balancing.capacity_factor <= 0;
-  if (dropless && dropless_[layer]) return dropless_[layer];
-  const std::vector<double> a = assignments_per_token(config_, spec_, options_.routing, layer, step_tokens);
-  const LayerPlacement& lp = placement_->layers.at(layer);
-  const int G = topo_.num_ranks(), E = config_.model.experts;
-  auto r = std::make_shared<EpRouting>();
-  r->max_slots = std::max(1, lp.max_slots());
-  r->slot_rows.assign(static_cast<size_t>(G) * r->max_slots, 0.0);
-  r->recv_rows.assign(G, 0.0);
-  r->dispatch = std::make_shared<LinkLoads>(topo_, nics_);
-  r->combine = std::make_shared<LinkLoads>(topo_, nics_);
-  for (double x : a) r->sent_rows += x;
-  std::vector<int> seen(G, -1);
-  std::vector<int> candidates;
-  for (int src = 0; src < G; ++src) {
-    int peers = 0;
-    for (int e = 0; e < E; ++e) {
-      // choose_replica: the source's own rank, else its node's replicas, else all replicas; the
-      // per-plan replica load spreads a source's assignments evenly over the chosen class.
-      const auto& reps = lp.replicas[e];
-      candidates.clear();
-      if (lp.slot_of(src, e) >= 0) {
-        candidates.push_back(src);
-      } else {
-        for (int q : reps)
-          if (topo_.link(src, q) == LinkClass::intra_node) candidates.push_back(q);
-        if (candidates.empty()) candidates = reps;
-      }
-      const double w = a[e] / double(candidates.size());
-      for (int dst : candidates) {
-        r->slot_rows[static_cast<size_t>(dst) * r->max_slots + lp.slot_of(dst, e)] += w;
-        r->recv_rows[dst] += w;
-        if (dst == src || w <= 0) continue;
-        r->dispatch->add(topo_, nics_, src, dst, w);
-        r->combine->add(topo_, nics_, dst, src, w);
-        if (topo_.link(src, dst) == LinkClass::inter_node) r->crosses_nodes = true;
-        if (seen[dst] != src) {
-          seen[dst] = src;
-          ++peers;
-        }
-      }
-    }
-    r->peers = std::max(r->peers, peers);
-  }
-  r->busiest = static_cast<int>(std::max_element(r->recv_rows.begin(), r->recv_rows.end()) - r->recv_rows.begin());
-  if (dropless) dropless_[layer] = r;
-  return r;
-}
 
 // ---- model ----
 
@@ -233,8 +146,11 @@ StepCost CostModel::step_ep(int new_len, int past_len) const {
   s.new_len = new_len;
   s.past_len = past_len;
   const int num_chunks = static_cast<int>(std::min<int64_t>(spec_.chunks, std::max<int64_t>(rows, 1)));
+  const int step_idx = past_len == 0 ? 0 : past_len - prompt_tokens_ + 1;  // prefill 0, decode step t: t + 1
+  // Ranks do different expert work unless the routing is uniform: then list every rank's kernels.
+  const bool uneven = options_.routing.has_sources() || !options_.routing.expert_share.empty();
   for (int l = 0; l < m.layers; ++l) {
-    const auto route = ep_routing(l, step_tokens);
+    const auto route = ep_routing(l, step_idx, rows, step_tokens);
     EpLayerCost L;
     if (m.attention) {
       L.attention.phase = Phase::attention;
@@ -264,6 +180,10 @@ StepCost CostModel::step_ep(int new_len, int past_len) const {
       ch.dispatch.comm = CommCost{CommKind::all_to_all, route->dispatch, n * d * eb, n * route->sent_rows * d * eb, G,
                                   route->peers, route->crosses_nodes, 1};
       replicate(ch.dispatch, G);
+      if (route->per_source) {  // the all-ranks gather moves each rank's own rows
+        ch.dispatch.hbm_bytes_all_ranks = 0;
+        for (int r = 0; r < G; ++r) ch.dispatch.hbm_bytes_all_ranks += 2 * n * route->sent_rows_of[r] * d * eb;
+      }
       // expert: regroup source-major <-> slot-major when a rank hosts several slots, then the bank
       ch.expert.phase = Phase::expert;
       if (route->max_slots > 1) {
@@ -286,6 +206,10 @@ StepCost CostModel::step_ep(int new_len, int past_len) const {
           ch.expert.flops_all_ranks += kk.flops;
           ch.expert.hbm_bytes_all_ranks += kk.bytes;
         }
+        if (uneven) {
+          merge_same_kind(ks);
+          ch.expert.kernels_all_ranks.insert(ch.expert.kernels_all_ranks.end(), ks.begin(), ks.end());
+        }
       }
       // combine: all_to_all_v back, two uploads, weighted combine into the chunk's rows
       ch.combine.phase = Phase::combine;
@@ -295,6 +219,10 @@ StepCost CostModel::step_ep(int new_len, int past_len) const {
       ch.combine.comm = CommCost{CommKind::all_to_all, route->combine, n * d * eb, n * route->sent_rows * d * eb, G,
                                  route->peers, route->crosses_nodes, 1};
       replicate(ch.combine, G);
+      if (route->per_source) {  // each rank combines its own returned rows
+        ch.combine.hbm_bytes_all_ranks = 0;
+        for (int r = 0; r < G; ++r) ch.combine.hbm_bytes_all_ranks += (n * route->sent_rows_of[r] + n) * d * eb;
+      }
       L.chunks.push_back(std::move(ch));
     }
     L.residual.kernels = {elementwise(KernelKind::add, 2.0 * rows * d, double(rows) * d, eb)};

@@ -3,8 +3,10 @@
 // issue (tp_pp.cpp, ep.cpp, blocks.cpp), so its FLOPs and counted link bytes equal the runtime's.
 #pragma once
 #include <array>
+#include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/config.hpp"
@@ -78,6 +80,9 @@ struct Op {
   CommCost comm;
   double flops_all_ranks = 0;
   double hbm_bytes_all_ranks = 0;
+  // When not empty: the kernels of every rank that runs the op, one after the other (ep experts under
+  // a non-uniform routing, where ranks do different work); empty: `kernels` on every rank.
+  std::vector<Kernel> kernels_all_ranks;
 
   double flops() const;       // busiest rank, device kernels
   double hbm_bytes() const;   // busiest rank, device kernels
@@ -121,10 +126,24 @@ struct StepCost {
   Op feedback_send;     // last stage -> stage 0 (comm)
 };
 
-// Expected share of the assignments each expert receives, per layer (sums to 1 per layer); the
-// same for every source rank. Empty: uniform (tokens*k/E per expert).
+// Assignments per local token of each source rank: [L][G][E] (a source's row sums to at most top_k).
+using SourceAssignments = std::vector<std::vector<std::vector<double>>>;
+
+// The routing a cost is computed for.
+// expert_share: expected share of the assignments each expert receives, per layer (sums to 1 per
+// layer), the same for every source rank; empty: uniform (tokens*k/E per expert). The capacity is
+// applied to it. tp_pp always uses it.
+// source_assignments (ep, optional; replaces expert_share there): per local token of source rank g,
+// the assignments to expert e that reach the expert (kept: the capacity is not applied again). A
+// step's counts are value x the source's rows in the step; they split over an expert's replicas by
+// split_over_replicas (the runtime's deal), so integer counts give the runtime's exact link bytes.
+// step_source_assignments (optional): per step (prefill = 0, decode step t = t + 1), replacing
+// source_assignments for the steps it covers; steps may share one entry.
 struct ExpectedRouting {
   std::vector<std::vector<double>> expert_share;  // [L][E]
+  std::shared_ptr<const SourceAssignments> source_assignments;
+  std::vector<std::shared_ptr<const SourceAssignments>> step_source_assignments;  // [steps]
+  bool has_sources() const { return source_assignments || !step_source_assignments.empty(); }
 };
 
 struct CostOptions {
@@ -171,7 +190,11 @@ class CostModel {
   struct EpRouting;
   StepCost step_ep(int new_len, int past_len) const;
   StepCost step_tp_pp(int new_len, int past_len) const;
-  std::shared_ptr<const EpRouting> ep_routing(int layer, int64_t step_tokens) const;
+  // Flows of one layer for a step of `step_tokens` tokens, `rows` per source rank (step index as in
+  // step_source_assignments).
+  std::shared_ptr<const EpRouting> ep_routing(int layer, int step_idx, int64_t rows, int64_t step_tokens) const;
+  std::shared_ptr<const EpRouting> ep_routing_sources(int layer, const SourceAssignments& a, int64_t rows) const;
+  const SourceAssignments* sources_of_step(int step_idx) const;
 
   const Config& config_;
   StrategyConfig spec_;
@@ -181,6 +204,8 @@ class CostModel {
   int prompt_tokens_;
   std::shared_ptr<const Placement> placement_;  // ep only
   mutable std::vector<std::shared_ptr<const EpRouting>> dropless_;  // [L] cached when nothing is dropped
+  // Per-source flows by (layer, assignments, rows per source).
+  mutable std::map<std::tuple<int, const SourceAssignments*, int64_t>, std::shared_ptr<const EpRouting>> by_source_;
 };
 
 // Attention of `seqs` sequences over `heads` heads for one step, as the backends count it:

@@ -238,8 +238,8 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
                    {"estimate_kv_cache_bytes", est.kv_cache_bytes}, {"estimate_activations_bytes", est.activations_bytes},
                    {"estimate_comm_buffers_bytes", est.comm_buffers_bytes}};
     r["efficiency"] = efficiency_json(config, spec, topo, world.size(), dtype_bytes(compute.dtype()),
-                                      placement_used, prefill_s.mean / 1e3, tpot.mean / 1e3,
-                                      flops_per_iter);
+                                      placement_used, prefill_s.mean / 1e3, tpot.mean / 1e3, flops_per_iter,
+                                      kept_assignments(pass.routing.chosen_by_source, pass.routing.dropped_by_source));
     r["verification"] = verification;
     outcome.strategies.push_back(r);
   }

@@ -14,6 +14,7 @@
 #include "report/results.hpp"
 #include "routing/router.hpp"
 #include "runner/runner.hpp"
+#include "sim/assumed_routing.hpp"
 #include "sim/simulator.hpp"
 
 namespace moe {
@@ -157,9 +158,17 @@ int64_t largest_prompt_that_fits(const Config& c, const StrategyConfig& s, int e
 ojson simulate_strategy(const Config& c, const StrategyConfig& s, const SimulateOptions& o) {
   const int eb = simulated_elem_bytes(c, o.backend);
   const HardwareProfile& hw = o.hardware;
+  AssumedRouting assumed;
+  if (o.routing.expert_share.empty() && !o.routing.has_sources()) {
+    assumed = assumed_routing(c, s, o.trace.get());
+  } else {
+    assumed.routing = o.routing;
+    assumed.name = assumed.description = "given by the caller";
+  }
+  const ExpectedRouting& routing = assumed.routing;
   CostOptions co;
   co.elem_bytes = eb;
-  co.routing = o.routing;
+  co.routing = routing;
   const CostModel model(c, s, co);
   const WorkloadConfig& w = c.workload;
 
@@ -197,9 +206,9 @@ ojson simulate_strategy(const Config& c, const StrategyConfig& s, const Simulate
                   {"inter_node_bytes", std::llround(tot.links.inter_bytes)},
                   {"max_intra_node_link_bytes", std::llround(tot.links.max_port_sent())},
                   {"max_inter_node_link_bytes", std::llround(tot.links.max_nic_sent())},
-                  {"source", "cost model, expected routing"}};
+                  {"source", "cost model, " + assumed.name + " routing"}};
   double balancedness = 1;
-  for (const auto& layer : o.routing.expert_share) {
+  for (const auto& layer : routing.expert_share) {
     double sum = 0, mx = 0;
     for (double x : layer) {
       sum += x;
@@ -207,10 +216,15 @@ ojson simulate_strategy(const Config& c, const StrategyConfig& s, const Simulate
     }
     if (mx > 0) balancedness = std::min(balancedness, sum / layer.size() / mx);
   }
+  const double dropped = assumed.dropped_known && s.kind == "ep" ? assumed.dropped : expected_dropped(c, s, routing);
   r["load"] = {{"scope", "expected routing over one iteration"},
-               {"routing", o.routing.expert_share.empty() ? "uniform" : "given expert shares"},
-               {"min_balancedness", balancedness}, {"dropped_total", std::llround(expected_dropped(c, s, o.routing))},
+               {"routing", assumed.name},
+               {"min_balancedness", balancedness}, {"dropped_total", std::llround(dropped)},
                {"layers", ojson::array()}};
+  r["routing"] = {{"workload_routing", c.workload.routing}, {"assumed", assumed.description},
+                  {"used_by", s.kind == "ep" ? "ep: assignments per source rank and expert through the placement's replica deal"
+                                             : "tp_pp: expert shares (its link bytes do not depend on the routing)"},
+                  {"notes", assumed.notes}};
 
   const MemoryEstimate est = estimate_memory(c, s, world_of(c), eb);
   const bool ok = double(est.total_bytes()) <= capacity_bytes(c);
@@ -229,8 +243,8 @@ ojson simulate_strategy(const Config& c, const StrategyConfig& s, const Simulate
                       {"at_batch_sequences", w.batch_sequences}};
 
   // The runner's roofline over the predicted times (cost/roofline.hpp): one formula for both.
-  ojson eff = {{"source", "counts: cost model, expected routing; times: simulated prefill and mean decode step; peaks: the "
-                          "config's cluster (the hardware profile's when one is given)"},
+  ojson eff = {{"source", "counts: cost model, " + assumed.name + " routing; times: simulated prefill and mean decode step; "
+                          "peaks: the config's cluster (the hardware profile's when one is given)"},
                {"flops_per_iteration", tot.flops()}};
   const ojson block = efficiency_block(iteration_counts(model, c), c.cluster, pre.time_ms / 1e3, dmean.time_ms / 1e3);
   for (const auto& [key, value] : block.items()) eff[key] = value;
@@ -356,7 +370,34 @@ std::string fmt(double v, int precision = 2) {
 
 void print_simulated(std::ostream& out, const ojson& r) {
   out << "moe-bench simulate  config " << r["config"]["name"].get<std::string>() << "  " << r["context"]["world_size"].get<int>()
-      << " GPUs  hardware " << r["context"]["hardware"]["name"].get<std::string>() << "\n\n";
+      << " GPUs  hardware " << r["context"]["hardware"]["name"].get<std::string>() << "\n";
+  // The assumed routing and its notes, once each; a note that holds for some strategies names them.
+  std::vector<std::string> assumed, notes;
+  std::vector<std::vector<std::string>> note_strategies;
+  size_t num_strategies = 0;
+  for (const auto& s : r["strategies"]) {
+    if (!s.contains("routing")) continue;
+    ++num_strategies;
+    const std::string a = s["routing"]["assumed"].get<std::string>();
+    if (std::find(assumed.begin(), assumed.end(), a) == assumed.end()) assumed.push_back(a);
+    for (const auto& n : s["routing"]["notes"]) {
+      const auto it = std::find(notes.begin(), notes.end(), n.get<std::string>());
+      if (it == notes.end()) {
+        notes.push_back(n.get<std::string>());
+        note_strategies.push_back({});
+      }
+      note_strategies[size_t(std::find(notes.begin(), notes.end(), n.get<std::string>()) - notes.begin())].push_back(
+          s["name"].get<std::string>());
+    }
+  }
+  for (const std::string& a : assumed) out << "routing: " << a << "\n";
+  for (size_t i = 0; i < notes.size(); ++i) {
+    std::string who;
+    if (note_strategies[i].size() < num_strategies)
+      for (const std::string& n : note_strategies[i]) who += (who.empty() ? " (" : ", ") + n;
+    out << "  note" << (who.empty() ? "" : who + ")") << ": " << notes[i] << "\n";
+  }
+  out << "\n";
   out << std::left << std::setw(12) << "strategy" << std::setw(8) << "kind" << std::right << std::setw(15) << "prefill tok/s"
       << std::setw(14) << "decode tok/s" << std::setw(12) << "TPOT ms" << std::setw(10) << "mem GB" << std::setw(6) << "fits"
       << "  decode bound (phase: bound x ratio)\n";

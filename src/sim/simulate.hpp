@@ -2,19 +2,22 @@
 // in the results JSON schema (context.mode "simulated"), with memory feasibility, what fits, and
 // cluster-size sweeps.
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "core/config.hpp"
+#include "routing/routing_source.hpp"
 #include "sim/hardware.hpp"
 
 namespace moe {
 
 struct SimulateOptions {
   HardwareProfile hardware;
-  ExpectedRouting routing;          // empty: uniform
+  ExpectedRouting routing;          // empty: from workload.routing (sim/assumed_routing.hpp)
+  std::shared_ptr<const RoutingTrace> trace;  // workload.routing "trace:...": the recorded routing (null: uniform)
   std::string backend = "cuda";     // modeled backend: cuda (model dtype) or cpu (fp32)
   std::vector<std::string> argv;
   bool feasible_variant = true;     // when a strategy does not fit, also simulate the largest prompt that fits

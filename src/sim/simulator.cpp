@@ -88,6 +88,14 @@ double work_ms(const Op& op, const HardwareProfile& hw) {  // kernels and host w
   for (const Kernel& k : op.kernels) t += kernel_ms(k, hw);
   return t;
 }
+// The op's kernel and host work summed over the `ranks` ranks that run it: every rank's own kernels
+// when the op lists them (uneven routing), else `ranks` times the busiest rank's.
+double work_all_ranks_ms(const Op& op, const HardwareProfile& hw, int ranks) {
+  if (op.kernels_all_ranks.empty()) return ranks * work_ms(op, hw);
+  double t = 0;
+  for (const Kernel& k : op.kernels_all_ranks) t += kernel_ms(k, hw);
+  return t;
+}
 double kernels_ms(const Op& op, const HardwareProfile& hw) { return work_ms(op, hw) + comm_ms(op.control, hw); }
 double op_ms(const Op& op, const HardwareProfile& hw) { return kernels_ms(op, hw) + comm_ms(op.comm, hw); }
 
@@ -211,12 +219,13 @@ StepTiming simulate_ep(const StepCost& s, const HardwareProfile& hw) {
   compute_busy += tail;
   add_roofline(t, s.ep_tail, hw, 1);
   t.time_ms = now;
-  double work = work_ms(s.ep_tail, hw);
+  double work = work_all_ranks_ms(s.ep_tail, hw, s.ranks);
   for (const EpLayerCost& L : s.ep_layers) {
-    work += work_ms(L.attention, hw) + work_ms(L.gate, hw) + work_ms(L.residual, hw);
-    for (const EpChunkCost& ch : L.chunks) work += work_ms(ch.dispatch, hw) + work_ms(ch.expert, hw) + work_ms(ch.combine, hw);
+    for (const Op* op : {&L.attention, &L.gate, &L.residual}) work += work_all_ranks_ms(*op, hw, s.ranks);
+    for (const EpChunkCost& ch : L.chunks)
+      for (const Op* op : {&ch.dispatch, &ch.expert, &ch.combine}) work += work_all_ranks_ms(*op, hw, s.ranks);
   }
-  t.busy_all_ranks_ms = s.ranks * work;
+  t.busy_all_ranks_ms = work;
   t.exposed_comm_ms = std::min(t.comm_ms, std::max(0.0, now - compute_busy));
   if (!hw.overlap) t.exposed_comm_ms = t.comm_ms;
   double inside = 0;

@@ -1,13 +1,17 @@
 // Tests for src/cost/cost_model.*: FLOPs and link bytes of both strategies against values computed by
 // hand on a tiny config, routing-independent totals under skewed routing, replicas (E < G), the
-// link summary against summarize_traffic, and the paper's shapes.
+// link summary against summarize_traffic, the paper's shapes, and per-source routing (the replica
+// deal of split_over_replicas, per-step routing).
 #include <catch2/catch.hpp>
 
 #include <fstream>
 #include <random>
 
 #include "core/config.hpp"
+#include "core/error.hpp"
 #include "cost/cost_model.hpp"
+#include "placement/plan_metrics.hpp"
+#include "placement/strategy_plan.hpp"
 
 namespace {
 
@@ -35,6 +39,11 @@ moe::CostOptions fp32() {
 }
 
 double phase_flops(const moe::CostTotals& t, moe::Phase p) { return t.phases[static_cast<int>(p)].flops; }
+
+// [L][G][E] of one value per local token.
+std::shared_ptr<const moe::SourceAssignments> constant_sources(int L, int G, int E, double v) {
+  return std::make_shared<moe::SourceAssignments>(L, std::vector<std::vector<double>>(G, std::vector<double>(E, v)));
+}
 
 }  // namespace
 
@@ -188,4 +197,84 @@ TEST_CASE("cost model: paper shapes (fp16) and the attention-off variant", "[cos
   const moe::CostModel ep2(c, c.strategies[1]);
   CHECK(phase_flops(ep2.totals(ep2.decode(0)), moe::Phase::attention) == 0);
   CHECK(ep2.decode(0).ep_layers[0].attention.kernels.empty());
+}
+
+TEST_CASE("cost model: per-source assignments equal to uniform reproduce the uniform cost", "[cost]") {
+  moe::Config c = tiny(2, 2);
+  c.strategies[1].chunks = 2;
+  moe::CostOptions per_source = fp32();
+  per_source.routing.source_assignments = constant_sources(2, 4, 4, 2.0 / 4);  // k / E per local token
+  const moe::CostModel u(c, c.strategies[1], fp32()), p(c, c.strategies[1], per_source);
+  for (int step = -1; step < c.workload.decode_steps; ++step) {
+    const auto a = u.totals(step < 0 ? u.prefill() : u.decode(step));
+    const auto b = p.totals(step < 0 ? p.prefill() : p.decode(step));
+    CHECK(b.flops() == Approx(a.flops()));
+    CHECK(b.hbm_bytes() == Approx(a.hbm_bytes()));
+    CHECK(b.links.intra_bytes == Approx(a.links.intra_bytes));
+    CHECK(b.links.inter_bytes == Approx(a.links.inter_bytes));
+    CHECK(b.links.max_port_sent() == Approx(a.links.max_port_sent()));
+    CHECK(b.links.max_nic_sent() == Approx(a.links.max_nic_sent()));
+  }
+}
+
+TEST_CASE("cost model: per-source counts split over replicas as split_over_replicas deals them", "[cost]") {
+  nlohmann::json j = nlohmann::json::parse(R"({
+    "name": "replicas",
+    "model": {"layers": 1, "hidden": 8, "ffn_hidden": 16, "experts": 3, "top_k": 2, "heads": 2, "head_dim": 4},
+    "workload": {"batch_sequences": 6, "prompt_tokens": 5, "decode_steps": 1},
+    "cluster": {"nodes": 2, "gpus_per_node": 3, "inter_node": {"nics_per_node": 1}},
+    "strategies": [{"name": "ep", "kind": "ep", "ep": 6, "chunks": 2}]
+  })");
+  const moe::Config c = moe::parse_config(j);
+  const moe::Topology topo = moe::Topology::from_config(c.cluster);
+  // A skewed integer routing: source g sends counts[g][e] of its 5 prefill rows' 10 assignments.
+  const std::vector<std::vector<double>> counts = {{7, 3, 0}, {1, 1, 8}, {0, 5, 5}, {10, 0, 0}, {2, 2, 6}, {4, 3, 3}};
+  auto a = std::make_shared<moe::SourceAssignments>(1, counts);
+  for (auto& row : (*a)[0])
+    for (double& x : row) x /= 5;  // per local token
+  moe::CostOptions o = fp32();
+  o.routing.source_assignments = a;
+  // A placement whose replicas cross nodes: expert 0 on ranks 0 and 4, expert 1 on 1 and 2, expert 2 on 3 and 5.
+  moe::Placement p;
+  p.algorithm = "test";
+  moe::LayerPlacement lp;
+  lp.num_experts = 3;
+  lp.num_ranks = 6;
+  lp.slots = {{0}, {1}, {1}, {2}, {0}, {2}};
+  lp.replicas = {{0, 4}, {1, 2}, {3, 5}};
+  p.layers = {lp};
+  o.placement = std::make_shared<const moe::Placement>(p);
+  const moe::CostModel m(c, c.strategies[0], o);
+  const moe::CostTotals t = m.totals(m.prefill());
+  const moe::PlanMetrics want = moe::compute_plan_metrics(lp, topo, 1, 8 * 4, counts);
+  CHECK(t.links.intra_bytes == Approx(want.intra_node_bytes));
+  CHECK(t.links.inter_bytes == Approx(want.inter_node_bytes));
+  // Dispatch + combine, each sent by its sender: port_bytes of the plan metrics are the same sums.
+  for (int r = 0; r < 6; ++r) CHECK(t.links.port_sent[r] == Approx(want.port_bytes[r]).margin(1e-9));
+  for (size_t i = 0; i < want.nic_bytes.size(); ++i) CHECK(t.links.nic_sent[i] == Approx(want.nic_bytes[i]).margin(1e-9));
+  // Expert FLOPs follow the kept assignments: 60 rows through W1 and W2.
+  CHECK(phase_flops(t, moe::Phase::expert) == Approx(4.0 * 60 * 8 * 16));
+}
+
+TEST_CASE("cost model: per-step source assignments pick each step's routing", "[cost]") {
+  const moe::Config c = tiny(2, 2);
+  // Step 0 (prefill): every source keeps its tokens on its own rank's expert; decode steps: all to expert 3.
+  auto local = constant_sources(2, 4, 4, 0.0), remote = constant_sources(2, 4, 4, 0.0);
+  auto l0 = std::const_pointer_cast<moe::SourceAssignments>(local), r0 = std::const_pointer_cast<moe::SourceAssignments>(remote);
+  const moe::Placement plan = moe::plan_for_strategy(c, c.strategies[1], moe::Topology::from_config(c.cluster));
+  for (int l = 0; l < 2; ++l)
+    for (int g = 0; g < 4; ++g) {
+      (*l0)[l][g][plan.layers[l].slots[g].at(0)] = 2;
+      (*r0)[l][g][3] = 2;
+    }
+  moe::CostOptions o = fp32();
+  o.routing.step_source_assignments = {local, remote, remote};
+  const moe::CostModel m(c, c.strategies[1], o);
+  CHECK(m.totals(m.prefill()).links.intra_bytes + m.totals(m.prefill()).links.inter_bytes == 0);
+  const moe::CostTotals d = m.totals(m.decode(1));
+  CHECK(d.links.intra_bytes + d.links.inter_bytes == Approx(3 * 2 * 2 * 2 * 16.0));  // 3 remote sources, 1 row, k 2, 2 layers, both ways
+  moe::CostOptions short_steps = fp32();
+  short_steps.routing.step_source_assignments = {local};
+  const moe::CostModel s(c, c.strategies[1], short_steps);
+  CHECK_THROWS_AS(s.decode(0), moe::Error);
 }

@@ -1,6 +1,6 @@
 // Tests for src/runner/efficiency.* and src/cost/roofline.*: counts equal the cost model's, achieved
 // rates scale with 1 / time, percentages and bounds are consistent with the roofline minimum, the
-// placement parameter is used, and the simulator's efficiency block is the same formula.
+// placement and counted-routing parameters are used, and the simulator's efficiency block is the same formula.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -204,4 +204,43 @@ TEST_CASE("efficiency: the simulator reports the same block for its predicted ti
     CHECK(num(sim["efficiency"]["prefill"]["time_over_roofline_min"]) >= 1);
     CHECK(num(sim["efficiency"]["decode_step"]["time_over_roofline_min"]) >= 1);
   }
+}
+
+TEST_CASE("efficiency: ep link bytes follow the run's counted routing per source", "[efficiency]") {
+  const moe::Config c = small();
+  const moe::StrategyConfig& ep = c.strategies[1];
+  const moe::Topology topo = moe::Topology::from_config(c.cluster);
+  const moe::Placement plan = moe::plan_for_strategy(c, ep, topo);
+  const int L = c.model.layers, G = 4, E = c.model.experts;
+  const int64_t per_source = int64_t(c.workload.batch_sequences) / G * (c.workload.prompt_tokens + c.workload.decode_steps) *
+                             c.model.top_k;
+  // Every source keeps all its assignments on its own rank's expert: nothing crosses a link.
+  moe::SourceCounts chosen(L, std::vector<std::vector<int64_t>>(G, std::vector<int64_t>(E, 0)));
+  moe::SourceCounts dropped = chosen;
+  for (int l = 0; l < L; ++l)
+    for (int g = 0; g < G; ++g) {
+      chosen[l][g][plan.layers[l].slots[g].at(0)] = per_source + 3;
+      dropped[l][g][plan.layers[l].slots[g].at(0)] = 3;
+    }
+  const moe::SourceCounts kept = moe::kept_assignments(chosen, dropped);
+  CHECK(kept[0][0][plan.layers[0].slots[0][0]] == per_source);
+  const ojson local = moe::efficiency_json(c, ep, topo, G, kElemBytes, plan, 1.0, 0.1, 1e6, kept);
+  const ojson uniform = efficiency(c, ep, 1.0, 0.1);
+  for (const char* step : {"prefill", "decode_step"}) {
+    CHECK(num(local[step]["intra_node_bytes"]) == 0);
+    CHECK(num(local[step]["inter_node_bytes"]) == 0);
+    CHECK(num(uniform[step]["inter_node_bytes"]) > 0);
+  }
+  CHECK(num(local["cost_model_flops_per_iteration"]) == Approx(num(uniform["cost_model_flops_per_iteration"])));
+  CHECK(local["source"].get<std::string>().find("counted routing") != std::string::npos);
+  // Every source sends everything to rank 3's expert: the iteration's link bytes are the counted rows.
+  moe::SourceCounts remote(L, std::vector<std::vector<int64_t>>(G, std::vector<int64_t>(E, 0)));
+  for (int l = 0; l < L; ++l)
+    for (int g = 0; g < G; ++g) remote[l][g][plan.layers[l].slots[3].at(0)] = per_source;
+  const ojson r = moe::efficiency_json(c, ep, topo, G, kElemBytes, plan, 1.0, 0.1, 1e6, remote);
+  const double row_bytes = double(c.model.hidden) * kElemBytes;
+  const double iteration_links = num(r["prefill"]["intra_node_bytes"]) + num(r["prefill"]["inter_node_bytes"]) +
+                                 c.workload.decode_steps * (num(r["decode_step"]["intra_node_bytes"]) + num(r["decode_step"]["inter_node_bytes"]));
+  CHECK(iteration_links == Approx(3.0 * per_source * L * 2 * row_bytes));  // 3 remote sources, dispatch + combine
+  CHECK_THROWS_AS(moe::kept_assignments(chosen, moe::SourceCounts(1)), moe::Error);
 }

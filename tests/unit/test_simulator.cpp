@@ -1,6 +1,7 @@
 // Tests for src/sim/*: kernel and communication durations, the GPipe and EP chunk schedules on
 // hand-made steps, monotonicity (more bandwidth or peak never slows), memory infeasibility reported
-// with what fits, the shipped hardware profile, and a well-formed sweep.
+// with what fits, the shipped hardware profile, a well-formed sweep, and the routing assumed from
+// workload.routing (synthetic distribution, trace).
 #include <catch2/catch.hpp>
 
 #include <fstream>
@@ -274,4 +275,91 @@ TEST_CASE("simulator: 1024 GPUs with 256 experts per layer", "[sim]") {
   const double expert = 4.0 * tokens * 2 * 8192 * 32768 * 4;
   const moe::CostModel m(x, x.strategies[0]);
   CHECK(m.iteration_totals().phases[static_cast<int>(moe::Phase::expert)].flops == Approx(expert));
+}
+
+TEST_CASE("simulator: a synthetic workload.routing is predicted per source and named in the results", "[sim]") {
+  std::ifstream in(std::string(MOE_SOURCE_DIR) + "/configs/cpu-16rank-zipf.json");
+  const nlohmann::json zipf = nlohmann::json::parse(in);
+  nlohmann::json gate = zipf, nonlocal = zipf;
+  gate["workload"]["routing"] = "gate";
+  nonlocal["workload"]["routing"] = "zipf:1.2";
+  moe::SimulateOptions o;
+  o.backend = "cpu";
+  o.feasible_variant = false;
+  auto simulate = [&](const nlohmann::json& j) {
+    const moe::Config c = moe::parse_config(j);
+    o.hardware = moe::default_profile(c.cluster);
+    return moe::simulate_config(c, o);
+  };
+  const auto z = simulate(zipf), g = simulate(gate), n = simulate(nonlocal);
+  const auto& zr = z["strategies"][1];  // ep-round-robin
+  CHECK(zr["routing"]["workload_routing"] == "zipf:1.2,local:0.5");
+  CHECK(zr["routing"]["assumed"].get<std::string>().find("synthetic") != std::string::npos);
+  CHECK(zr["load"]["routing"] == "synthetic zipf:1.2,local:0.5");
+  CHECK(g["strategies"][1]["load"]["routing"] == "uniform");
+  CHECK(z["strategies"][2]["routing"]["notes"].size() >= 2);  // balancing steers the run's choice
+  // Skew concentrates rows on the hot experts' ranks: the busiest port carries more than under uniform routing.
+  CHECK(zr["traffic"]["max_intra_node_link_bytes"].get<double>() > g["strategies"][1]["traffic"]["max_intra_node_link_bytes"].get<double>());
+  // local:p sends half of the assignments to the node's home experts (e mod nodes), which the
+  // topology-aware plan (strategies[2], planned for the same routing) keeps on the node.
+  CHECK(z["strategies"][2]["traffic"]["inter_node_bytes"].get<double>() <
+        n["strategies"][2]["traffic"]["inter_node_bytes"].get<double>());
+  CHECK(zr["decode"]["tpot_ms"]["mean"].get<double>() > 0);
+}
+
+TEST_CASE("simulator: a trace workload is costed with its exact counts per source", "[sim]") {
+  nlohmann::json j = nlohmann::json::parse(R"({
+    "name": "trace",
+    "model": {"layers": 1, "hidden": 8, "ffn_hidden": 16, "experts": 4, "top_k": 1, "heads": 2, "head_dim": 4},
+    "workload": {"batch_sequences": 4, "prompt_tokens": 2, "decode_steps": 1, "routing": "trace:unused.json"},
+    "cluster": {"nodes": 2, "gpus_per_node": 2},
+    "strategies": [{"name": "ep", "kind": "ep", "ep": 4, "placement": "round_robin"}]
+  })");
+  const moe::Config c = moe::parse_config(j);
+  auto t = std::make_shared<moe::RoutingTrace>();
+  t->num_layers = 1;
+  t->num_experts = 4;
+  t->top_k = 1;
+  t->source = "test";
+  t->tokens_per_step = {8, 4};
+  t->choices = {{{3, 3, 3, 3, 3, 3, 3, 3}}, {{0, 1, 2, 3}}};  // prefill: everything to expert 3; decode: each to its own
+  moe::SimulateOptions o;
+  o.backend = "cpu";
+  o.feasible_variant = false;
+  o.hardware = moe::default_profile(c.cluster);
+  o.trace = t;
+  const auto r = moe::simulate_strategy(c, c.strategies[0], o);
+  CHECK(r["load"]["routing"] == "trace test");
+  // Round robin with E = G puts expert e on rank e. Prefill: ranks 0 and 1 send their 4 rows to rank 3
+  // across nodes, rank 2 its 2 rows within node 1 (both ways each); decode: every token stays home.
+  const double row = 8 * 4;
+  CHECK(r["traffic"]["inter_node_bytes"].get<double>() == Approx(4 * row * 2));
+  CHECK(r["traffic"]["intra_node_bytes"].get<double>() == Approx(2 * row * 2));
+  o.trace = nullptr;
+  const auto u = moe::simulate_strategy(c, c.strategies[0], o);
+  CHECK(u["load"]["routing"] == "uniform");
+  CHECK(u["routing"]["notes"].size() == 1);
+}
+
+TEST_CASE("simulator: the shared-core bound counts each rank's own work under skewed routing", "[sim]") {
+  moe::Config c = paper();
+  c.workload.batch_sequences = 16;
+  c.workload.prompt_tokens = 64;
+  c.model.attention = false;
+  const moe::StrategyConfig& ep = c.strategies[1];
+  moe::CostOptions skew;
+  skew.routing.expert_share.assign(c.model.layers, std::vector<double>(c.model.experts, 1.0));
+  for (auto& layer : skew.routing.expert_share) layer[0] = 8;  // one hot expert
+  const moe::CostModel uniform(c, ep), skewed(c, ep, skew);
+  moe::HardwareProfile own = moe::default_profile(c.cluster), shared = own;
+  shared.shared_cores = 2;
+  const int expert = static_cast<int>(moe::Phase::expert);
+  // On its own cores the hot expert's rank is the critical path: at least 1.5x the uniform expert phase.
+  const moe::StepTiming u0 = moe::simulate_step(uniform.prefill(), own), s0 = moe::simulate_step(skewed.prefill(), own);
+  CHECK(s0.phase_max_ms[expert] > 1.5 * u0.phase_max_ms[expert]);
+  // On 2 shared cores the step is bound by all ranks' work, which the skew barely changes (expert FLOPs
+  // are routing independent; the hot rank reads its weights once per extra block).
+  const moe::StepTiming u = moe::simulate_step(uniform.prefill(), shared), s = moe::simulate_step(skewed.prefill(), shared);
+  CHECK(s.busy_all_ranks_ms == Approx(u.busy_all_ranks_ms).epsilon(0.1));
+  CHECK(s.time_ms == Approx(u.time_ms).epsilon(0.15));
 }

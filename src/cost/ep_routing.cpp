@@ -1,0 +1,165 @@
+// Expert-parallel flows of a layer for the cost model: from expert shares (every source alike, spread
+// evenly over the nearest replicas) or from per-source assignments (split_over_replicas, the runtime's
+// replica deal, so integer counts give the runtime's exact rows per link).
+#include "cost/ep_routing.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.hpp"
+#include "placement/plan_metrics.hpp"
+#include "routing/router.hpp"
+
+namespace moe {
+
+// Expected assignments per token to each expert of a layer (sums to k), with the capacity applied.
+std::vector<double> assignments_per_token(const Config& c, const StrategyConfig& s, const ExpectedRouting& r, int layer,
+                                          int64_t step_tokens) {
+  const int E = c.model.experts, k = c.model.top_k;
+  std::vector<double> share(E, 1.0 / E);
+  if (!r.expert_share.empty()) {
+    MOE_REQUIRE(static_cast<int>(r.expert_share.size()) == c.model.layers &&
+                    static_cast<int>(r.expert_share[layer].size()) == E,
+                "expected routing: expert_share must be [layers][experts]");
+    double sum = 0;
+    for (double x : r.expert_share[layer]) sum += x;
+    MOE_REQUIRE(sum > 0, "expected routing: shares of layer " + std::to_string(layer) + " sum to 0");
+    for (int e = 0; e < E; ++e) share[e] = r.expert_share[layer][e] / sum;
+  }
+  const int64_t cap = expert_capacity(s.load_balancing.capacity_factor, step_tokens, k, E);
+  std::vector<double> a(E);
+  for (int e = 0; e < E; ++e) {
+    a[e] = share[e] * k;
+    const double expected = a[e] * double(step_tokens);
+    if (cap >= 0 && expected > double(cap)) a[e] *= double(cap) / expected;  // later assignments dropped
+  }
+  return a;
+}
+
+// ---- expert-parallel routing per layer: flows per local token of every rank ----
+
+std::shared_ptr<const CostModel::EpRouting> CostModel::ep_routing(int layer, int step_idx, int64_t rows,
+                                                                  int64_t step_tokens) const {
+  if (const SourceAssignments* sources = sources_of_step(step_idx)) return ep_routing_sources(layer, *sources, rows);
+  // Without a capacity the expected routing does not depend on the step's token count: cache it.
+  const bool dropless = spec_.load_balancing.capacity_factor <= 0;
+  if (dropless && dropless_[layer]) return dropless_[layer];
+  const std::vector<double> a = assignments_per_token(config_, spec_, options_.routing, layer, step_tokens);
+  const LayerPlacement& lp = placement_->layers.at(layer);
+  const int G = topo_.num_ranks(), E = config_.model.experts;
+  auto r = std::make_shared<EpRouting>();
+  r->max_slots = std::max(1, lp.max_slots());
+  r->slot_rows.assign(static_cast<size_t>(G) * r->max_slots, 0.0);
+  r->recv_rows.assign(G, 0.0);
+  r->dispatch = std::make_shared<LinkLoads>(topo_, nics_);
+  r->combine = std::make_shared<LinkLoads>(topo_, nics_);
+  for (double x : a) r->sent_rows += x;
+  std::vector<int> seen(G, -1);
+  std::vector<int> candidates;
+  for (int src = 0; src < G; ++src) {
+    int peers = 0;
+    for (int e = 0; e < E; ++e) {
+      // choose_replica: the source's own rank, else its node's replicas, else all replicas; the
+      // per-plan replica load spreads a source's assignments evenly over the chosen class.
+      const auto& reps = lp.replicas[e];
+      candidates.clear();
+      if (lp.slot_of(src, e) >= 0) {
+        candidates.push_back(src);
+      } else {
+        for (int q : reps)
+          if (topo_.link(src, q) == LinkClass::intra_node) candidates.push_back(q);
+        if (candidates.empty()) candidates = reps;
+      }
+      const double w = a[e] / double(candidates.size());
+      for (int dst : candidates) {
+        r->slot_rows[static_cast<size_t>(dst) * r->max_slots + lp.slot_of(dst, e)] += w;
+        r->recv_rows[dst] += w;
+        if (dst == src || w <= 0) continue;
+        r->dispatch->add(topo_, nics_, src, dst, w);
+        r->combine->add(topo_, nics_, dst, src, w);
+        if (topo_.link(src, dst) == LinkClass::inter_node) r->crosses_nodes = true;
+        if (seen[dst] != src) {
+          seen[dst] = src;
+          ++peers;
+        }
+      }
+    }
+    r->peers = std::max(r->peers, peers);
+  }
+  r->sent_rows_of.assign(G, r->sent_rows);
+  r->busiest = static_cast<int>(std::max_element(r->recv_rows.begin(), r->recv_rows.end()) - r->recv_rows.begin());
+  if (dropless) dropless_[layer] = r;
+  return r;
+}
+
+const SourceAssignments* CostModel::sources_of_step(int step_idx) const {
+  const ExpectedRouting& r = options_.routing;
+  if (!r.step_source_assignments.empty()) {
+    MOE_REQUIRE(step_idx >= 0 && step_idx < static_cast<int>(r.step_source_assignments.size()),
+                "expected routing: no per-source assignments for step " + std::to_string(step_idx) +
+                    " (prefill = 0, decode step t = t + 1)");
+    MOE_REQUIRE(r.step_source_assignments[step_idx] != nullptr,
+                "expected routing: per-source assignments of step " + std::to_string(step_idx) + " are missing");
+    return r.step_source_assignments[step_idx].get();
+  }
+  return r.source_assignments.get();
+}
+
+std::shared_ptr<const CostModel::EpRouting> CostModel::ep_routing_sources(int layer, const SourceAssignments& a,
+                                                                          int64_t rows) const {
+  const auto key = std::make_tuple(layer, &a, rows);
+  if (auto it = by_source_.find(key); it != by_source_.end()) return it->second;
+  const LayerPlacement& lp = placement_->layers.at(layer);
+  const int G = topo_.num_ranks(), E = config_.model.experts;
+  MOE_REQUIRE(static_cast<int>(a.size()) == config_.model.layers && static_cast<int>(a[layer].size()) == G,
+              "expected routing: source_assignments must be [layers][ranks][experts]");
+  auto r = std::make_shared<EpRouting>();
+  r->per_source = true;
+  r->max_slots = std::max(1, lp.max_slots());
+  r->slot_rows.assign(static_cast<size_t>(G) * r->max_slots, 0.0);
+  r->recv_rows.assign(G, 0.0);
+  r->sent_rows_of.assign(G, 0.0);
+  r->dispatch = std::make_shared<LinkLoads>(topo_, nics_);
+  r->combine = std::make_shared<LinkLoads>(topo_, nics_);
+  const double per_row = rows > 0 ? 1.0 / double(rows) : 0.0;
+  std::vector<int> seen(G, -1);
+  std::vector<ReplicaShare> shares;
+  for (int src = 0; src < G; ++src) {
+    const std::vector<double>& row = a[layer][src];
+    MOE_REQUIRE(static_cast<int>(row.size()) == E, "expected routing: source_assignments must be [layers][ranks][experts]");
+    int peers = 0;
+    for (int e = 0; e < E; ++e) {
+      MOE_REQUIRE(row[e] >= 0 && std::isfinite(row[e]), "expected routing: source assignments must be finite and >= 0");
+      // The step's count of this source; integral counts (a run's) are snapped to the integer the
+      // runtime dealt, so the cyclic deal matches it exactly.
+      double count = row[e] * double(rows);
+      const double nearest = std::round(count);
+      if (std::abs(count - nearest) <= 1e-9 * std::max(1.0, nearest)) count = nearest;
+      if (count <= 0) continue;
+      split_over_replicas(lp, e, src, topo_, count, shares);
+      for (const ReplicaShare& sh : shares) {
+        if (sh.rows <= 0) continue;
+        const int dst = sh.rank;
+        const double w = sh.rows * per_row;
+        r->slot_rows[static_cast<size_t>(dst) * r->max_slots + lp.slot_of(dst, e)] += w;
+        r->recv_rows[dst] += w;
+        r->sent_rows_of[src] += w;
+        if (dst == src) continue;
+        r->dispatch->add(topo_, nics_, src, dst, w);
+        r->combine->add(topo_, nics_, dst, src, w);
+        if (topo_.link(src, dst) == LinkClass::inter_node) r->crosses_nodes = true;
+        if (seen[dst] != src) {
+          seen[dst] = src;
+          ++peers;
+        }
+      }
+    }
+    r->peers = std::max(r->peers, peers);
+  }
+  r->sent_rows = *std::max_element(r->sent_rows_of.begin(), r->sent_rows_of.end());
+  r->busiest = static_cast<int>(std::max_element(r->recv_rows.begin(), r->recv_rows.end()) - r->recv_rows.begin());
+  by_source_[key] = r;
+  return r;
+}
+
+}  // namespace moe
