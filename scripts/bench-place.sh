@@ -23,6 +23,7 @@ cat > "$dir/place-1024.json" <<'JSON'
 }
 JSON
 
+echo "load average (1/5/15 min): $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 for algorithm in balanced topology_aware; do
   for routing in "${routings[@]}"; do
     start=$(date +%s.%N)

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 
 #include "core/error.hpp"
 
@@ -21,11 +22,19 @@ BalanceBound best_balancedness_bound(const std::vector<double>& loads, int slots
   b.replicas.assign(E, 1);
   // Greedy is optimal: the largest load per replica can only fall by giving its expert a replica, and
   // an exchange argument shows no other allocation of the same number of slots has a smaller maximum.
+  // A heap by (load per replica descending, expert ascending) picks the first maximum of a scan.
+  std::vector<std::pair<double, int>> heap;  // (load / replicas, expert)
+  auto below = [](const std::pair<double, int>& a, const std::pair<double, int>& c) {
+    return a.first != c.first ? a.first < c.first : a.second > c.second;
+  };
+  for (int e = 0; e < E; ++e) heap.push_back({loads[e] / b.replicas[e], e});
+  std::make_heap(heap.begin(), heap.end(), below);
   for (int spare = slots - E; spare > 0; --spare) {
-    int top = 0;
-    for (int e = 1; e < E; ++e)
-      if (loads[e] / b.replicas[e] > loads[top] / b.replicas[top]) top = e;
+    std::pop_heap(heap.begin(), heap.end(), below);
+    const int top = heap.back().second;
     ++b.replicas[top];
+    heap.back() = {loads[top] / b.replicas[top], top};
+    std::push_heap(heap.begin(), heap.end(), below);
   }
   for (int e = 0; e < E; ++e) b.max_per_replica = std::max(b.max_per_replica, loads[e] / b.replicas[e]);
   b.mean_per_slot = total / slots;

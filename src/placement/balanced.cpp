@@ -3,6 +3,7 @@
 // onto nodes balancing node load, then onto the GPUs of each node balancing GPU load.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "core/error.hpp"
@@ -37,8 +38,14 @@ class BalancedPlacer : public Placer {
     Placement p;
     p.algorithm = name();
     std::vector<std::vector<double>> uniform;
+    const std::vector<std::vector<double>>* planned = nullptr;  // tokens of the last layer planned
     for (int l = 0; l < num_layers; ++l) {
       const auto& tokens = profile_layer(load, l, topo.num_ranks(), num_experts, uniform);
+      if (planned && same_layer_tokens(*planned, tokens)) {
+        p.layers.push_back(p.layers.back());
+        continue;
+      }
+      planned = &tokens;
       std::vector<double> w(num_experts, 0);
       for (const auto& row : tokens)
         for (int e = 0; e < num_experts; ++e) w[e] += row[e];
@@ -128,20 +135,26 @@ std::vector<int> balanced_replica_counts(const std::vector<double>& expert_load,
   // Repeatedly lower the largest per-replica load. When that expert's next useful count does not fit
   // in the spare slots, the largest load cannot fall any further: the expert is frozen and the
   // remaining slots lower the next loads.
-  std::vector<bool> frozen(E, false);
-  while (spare > 0) {
-    int top = -1;
-    for (int e = 0; e < E; ++e)
-      if (!frozen[e] && (top < 0 || per_replica_load(expert_load[e], c[e], num_nodes) >
-                                         per_replica_load(expert_load[top], c[top], num_nodes)))
-        top = e;
-    if (top < 0) break;
+  // A heap of the unfrozen experts by (load per replica descending, expert ascending) picks the
+  // same expert as a scan for the first maximum.
+  struct Entry {
+    double load;
+    int expert;
+  };
+  auto below = [](const Entry& a, const Entry& b) { return a.load != b.load ? a.load < b.load : a.expert > b.expert; };
+  std::vector<Entry> heap;
+  for (int e = 0; e < E; ++e) heap.push_back({per_replica_load(expert_load[e], c[e], num_nodes), e});
+  std::make_heap(heap.begin(), heap.end(), below);
+  while (spare > 0 && !heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), below);
+    const int top = heap.back().expert;
+    heap.pop_back();
     const int want = next_useful_count(c[top], num_nodes);
-    if (want - c[top] <= spare && want <= num_ranks) {
+    if (want - c[top] <= spare && want <= num_ranks) {  // else frozen: it leaves the heap
       spare -= want - c[top];
       c[top] = want;
-    } else {
-      frozen[top] = true;
+      heap.push_back({per_replica_load(expert_load[top], c[top], num_nodes), top});
+      std::push_heap(heap.begin(), heap.end(), below);
     }
   }
   // Slots no count can use (every expert frozen) still host a replica: largest w / c first.
@@ -152,6 +165,15 @@ std::vector<int> balanced_replica_counts(const std::vector<double>& expert_load,
     ++c[top];
   }
   return c;
+}
+
+bool same_layer_tokens(const std::vector<std::vector<double>>& a, const std::vector<std::vector<double>>& b) {
+  if (&a == &b) return true;
+  if (a.size() != b.size()) return false;
+  for (size_t s = 0; s < a.size(); ++s)
+    if (a[s].size() != b[s].size() || std::memcmp(a[s].data(), b[s].data(), a[s].size() * sizeof(double)) != 0)
+      return false;
+  return true;
 }
 
 std::unique_ptr<Placer> make_balanced_placer() { return std::make_unique<BalancedPlacer>(); }

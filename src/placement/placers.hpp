@@ -18,6 +18,10 @@ std::unique_ptr<Placer> make_balanced_placer();
 // sources, so a replica carries w / (nodes * floor(c / nodes)). Exposed for tests.
 std::vector<int> balanced_replica_counts(const std::vector<double>& expert_load, int num_ranks, int num_nodes);
 
+// True when two layers' token tables ([G][E]) are bitwise identical. Every placer here plans a
+// layer from its own tokens alone (deterministically), so such a layer takes the earlier one's plan.
+bool same_layer_tokens(const std::vector<std::vector<double>>& a, const std::vector<std::vector<double>>& b);
+
 struct TopologyAwareOptions {
   int nics_per_node = 0;                 // 0: one NIC per GPU (gpus_per_node)
   double max_balancedness_loss = 0.05;   // vs the balanced plan, per layer

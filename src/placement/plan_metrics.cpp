@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/error.hpp"
 
@@ -41,52 +42,115 @@ PlanMetrics compute_plan_metrics(const LayerPlacement& lp, const Topology& topo,
   // Expert-major walk with replica_candidates' rule unrolled per node: the replicas of e on node n
   // are a contiguous run of its (rank-sorted) list; sources on a node with a run use it (their own
   // rank first; the others numbered among the node's non-hosting ranks), the sources of the nodes
-  // without one split over all replicas, numbered over those nodes in rank order.
-  auto send = [&](int s, int r, double rows) {
-    m.tokens_per_gpu[r] += rows;
-    if (r == s) return;  // served on its own rank: no link
-    const double b = rows * bytes_per_row;
-    const int s_node = s / gpn, r_node = r / gpn;
-    if (r_node == s_node) {
-      m.intra_node_bytes += 2 * b;
-      m.port_bytes[s] += b;  // dispatch
-      m.port_bytes[r] += b;  // combine
-    } else {
-      m.inter_node_bytes += 2 * b;
-      m.nic_bytes[size_t(s_node) * nics + (s % gpn) % nics] += b;
-      m.nic_bytes[size_t(r_node) * nics + (r % gpn) % nics] += b;
+  // without one split over all replicas, numbered over those nodes in rank order. Deals accumulate
+  // with add_deal, one per run of consecutive sources sending equal rows (add_deal_run), and the
+  // replicas' rows are read off once per node with replicas and once per expert for the far
+  // sources: O(G * E + replicas) per layer. A non-hosting source sends all its rows over one link
+  // class: dispatch bytes on its own port or NIC, combine bytes on each serving replica's.
+  std::vector<size_t> nic_of(G);
+  for (int r = 0; r < G; ++r) nic_of[r] = size_t(r / gpn) * nics + (r % gpn) % nics;
+  std::vector<double> near_sent(G, 0), far_sent(G, 0);  // [G] rows each source sends over NVLink / off-node
+  struct Deal {  // pending run of sources p0, p0 + 1, ... sending `count` each, over m candidates
+    std::vector<double> part, diff;
+    double whole = 0, count = 0;
+    int64_t p0 = 0, len = 0;
+    int m = 0;
+    void reset(int num) {
+      part.assign(num, 0);
+      diff.assign(num + 1, 0);
+      whole = 0, len = 0, m = num;
     }
-  };
+    void add(double t, int64_t p, int64_t sources = 1) {
+      if (len > 0 && p == p0 + len && std::memcmp(&t, &count, sizeof t) == 0) {
+        len += sources;
+        return;
+      }
+      flush();
+      count = t, p0 = p, len = sources;
+    }
+    void flush() {
+      if (len > 0) add_deal_run(count, double(len), m, double(p0), whole, part.data(), diff.data());
+      len = 0;
+    }
+  } far, loc;
   for (int e = 0; e < E; ++e) {
     const std::vector<int>& reps = lp.replicas.at(e);
     MOE_REQUIRE(!reps.empty() && std::is_sorted(reps.begin(), reps.end()),
                 "plan metrics: expert " + std::to_string(e) + " needs replicas in ascending rank order");
     const int all = static_cast<int>(reps.size());
+    far.reset(all);
+    bool any_far = false;
     size_t next = 0;
     int far_nodes = 0;  // nodes before n holding no replica of e
     for (int n = 0; n < topo.nodes(); ++n) {
       while (next < reps.size() && reps[next] / gpn < n) ++next;
       size_t end = next;
       while (end < reps.size() && reps[end] / gpn == n) ++end;
-      const bool near = end > next;
-      const int* cand = near ? &reps[next] : reps.data();
-      const int num = near ? static_cast<int>(end - next) : all;
-      int hosts_below = 0;
+      if (end > next) {  // near: the node's own replicas
+        const int* cand = &reps[next];
+        const int num = static_cast<int>(end - next);
+        loc.reset(num);
+        bool any = false;
+        int hosts_below = 0;
+        for (int s = n * gpn; s < (n + 1) * gpn; ++s) {
+          const double t = tokens[s][e];
+          const bool hosts = std::find(cand, cand + num, s) != cand + num;
+          const int64_t p = s - n * gpn - hosts_below;
+          hosts_below += hosts;
+          if (t <= 0) continue;
+          if (hosts) {  // served on its own rank: no link
+            m.tokens_per_gpu[s] += t;
+            continue;
+          }
+          loc.add(t, p);
+          near_sent[s] += t;
+          any = true;
+        }
+        if (!any) continue;
+        loc.flush();
+        double run = 0;
+        for (int i = 0; i < num; ++i) {
+          const double rows = loc.whole + loc.part[i] + (run += loc.diff[i]);
+          m.tokens_per_gpu[cand[i]] += rows;
+          m.port_bytes[cand[i]] += rows * bytes_per_row;  // combine
+        }
+        continue;
+      }
+      // Far: every replica, off-node. A node whose sources all send e the same rows is one block.
+      const double t0 = tokens[n * gpn][e];
+      bool even = t0 > 0;
+      for (int s = n * gpn + 1; s < (n + 1) * gpn && even; ++s) even = std::memcmp(&tokens[s][e], &t0, sizeof t0) == 0;
+      if (even) {
+        far.add(t0, int64_t(far_nodes) * gpn, gpn);
+        for (int s = n * gpn; s < (n + 1) * gpn; ++s) far_sent[s] += t0;
+        any_far = true;
+        ++far_nodes;
+        continue;
+      }
       for (int s = n * gpn; s < (n + 1) * gpn; ++s) {
         const double t = tokens[s][e];
-        const bool hosts = near && std::find(cand, cand + num, s) != cand + num;
-        const int64_t p = near ? s - n * gpn - hosts_below : int64_t(far_nodes) * gpn + (s - n * gpn);
-        hosts_below += hosts;
         if (t <= 0) continue;
-        if (hosts) {
-          send(s, s, t);
-          continue;
-        }
-        const double start = replica_start(double(p), t, num);
-        for (int i = 0; i < num; ++i) send(s, cand[i], replica_share(t, num, i, start));
+        far.add(t, int64_t(far_nodes) * gpn + (s - n * gpn));
+        far_sent[s] += t;
+        any_far = true;
       }
-      far_nodes += !near;
+      ++far_nodes;
     }
+    if (!any_far) continue;
+    far.flush();
+    double run = 0;
+    for (int i = 0; i < all; ++i) {
+      const double rows = far.whole + far.part[i] + (run += far.diff[i]);
+      m.tokens_per_gpu[reps[i]] += rows;
+      m.nic_bytes[nic_of[reps[i]]] += rows * bytes_per_row;  // combine
+    }
+  }
+  for (int s = 0; s < G; ++s) {  // dispatch
+    const double near_b = near_sent[s] * bytes_per_row, far_b = far_sent[s] * bytes_per_row;
+    m.intra_node_bytes += 2 * near_b;
+    m.port_bytes[s] += near_b;
+    m.inter_node_bytes += 2 * far_b;
+    m.nic_bytes[nic_of[s]] += far_b;
   }
   m.balancedness = balancedness_of(m.tokens_per_gpu);
   for (size_t i = 0; i < m.nic_bytes.size(); ++i)

@@ -4,6 +4,7 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "placement/placement.hpp"
@@ -26,15 +27,56 @@ inline double replica_share(double count, int m, int i, double start) {
   return full + overlap(start, start + rest, i) + overlap(start, start + rest, i + m);
 }
 
+// floor(x) for the non-negative quotients of the deal: a truncating conversion (std::floor is a
+// library call on baseline x86-64, and this runs per source and expert).
+inline double floor_nonneg(double x) {
+  return x >= 0 && x < 4.0e18 ? static_cast<double>(static_cast<int64_t>(x)) : std::floor(x);
+}
+
 // choose_replica's start position for a source with rotation index p sending `count` assignments:
 // (p * count) mod m, exact for integer products below 2^40 (floor of the quotient, not fmod: this runs
 // per source and expert in the placement search).
 inline double replica_start(double source_index, double count, int m) {
   const double x = source_index * count;
-  double r = x - std::floor(x / m) * m;
+  double r = x - floor_nonneg(x / m) * m;
   if (r < 0) r += m;
   if (r >= m) r -= m;
   return r;
+}
+
+// Accumulates the cyclic deal of `count` assignments from candidate position `start` (in [0, m)) in
+// O(1) plus the cells its arc ends in: position i then holds whole + part[i] + (diff[0] + ... +
+// diff[i]), which equals the sum of replica_share(count, m, i, start) over the deals added. `whole`
+// gets floor(count/m), `part` (size m) the partly covered cells, `diff` (size m + 1, a difference
+// array) the runs of fully covered cells. Consecutive sources with equal counts c continue one arc
+// (source j starts at start_0 + j * c mod m), so a run of R of them adds R * floor(c/m) to whole and
+// one deal of R * (c mod m) from start_0: exact for integer inputs.
+inline void add_deal(double count, int m, double start, double& whole, double* part, double* diff) {
+  const double full = floor_nonneg(count / m), rest = count - full * m;
+  whole += full;
+  auto cover = [&](double a, double b) {  // [a, b) within [0, m]
+    if (b <= a) return;
+    const int ia = static_cast<int>(a), ib = static_cast<int>(b);
+    if (ia == ib) {
+      part[ia] += b - a;
+      return;
+    }
+    part[ia] += ia + 1 - a;
+    diff[ia + 1] += 1;
+    diff[ib] -= 1;
+    if (ib < m) part[ib] += b - ib;
+  };
+  const double end = start + rest;
+  cover(start, std::min(end, double(m)));
+  if (end > m) cover(0, end - m);
+}
+
+// add_deal for `sources` consecutive sources with rotation indices p0, p0 + 1, ... sending `count`
+// each (their arcs join into one).
+inline void add_deal_run(double count, double sources, int m, double p0, double& whole, double* part, double* diff) {
+  const double full = floor_nonneg(count / m);
+  whole += sources * full;
+  add_deal(sources * (count - full * m), m, replica_start(p0, count, m), whole, part, diff);
 }
 
 // How `count` assignments from `src_rank` to `expert` split over the expert's replicas, as

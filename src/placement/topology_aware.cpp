@@ -3,6 +3,9 @@
 // NVLink port, under the expected routing from each source rank to each expert.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
 
 #include "core/error.hpp"
 #include "placement/load_profile.hpp"
@@ -30,29 +33,6 @@ bool improves(const Objective& a, const Objective& b) {
   return a.max_port < b.max_port - eps_port;
 }
 
-// Adds one source's cyclic deal (replica_share for every position) in O(1) plus the cells its arc
-// spans: `whole` gets floor(count/m) for every position, `part` the partly covered cells and `diff`
-// (size m + 1, a difference array) the runs of fully covered cells.
-void add_deal(double count, int m, double start, double& whole, double* part, double* diff) {
-  const double full = std::floor(count / m), rest = count - full * m;
-  whole += full;
-  auto cover = [&](double a, double b) {  // [a, b) within [0, m]
-    if (b <= a) return;
-    const int ia = static_cast<int>(a), ib = static_cast<int>(b);
-    if (ia == ib) {
-      part[ia] += b - a;
-      return;
-    }
-    part[ia] += ia + 1 - a;
-    diff[ia + 1] += 1;
-    diff[ib] -= 1;
-    if (ib < m) part[ib] += b - ib;
-  };
-  const double end = start + rest;
-  cover(start, std::min(end, double(m)));
-  if (end > m) cover(0, end - m);
-}
-
 struct Candidate {
   double score;   // predicted fall of the targeted link's load (rows)
   int slot_a, slot_b;
@@ -61,11 +41,11 @@ struct Candidate {
 // One layer's search state, in rows. Replica choice is the runtime's (split_over_replicas in
 // plan_metrics.hpp): a source whose node holds replicas of e uses those (its own rank first); a
 // "far" source deals over all replicas, its rotation index counting the ranks of the far nodes
-// before it. A far node's shares depend only on d, the number of replica nodes before it (its index
-// among far nodes is n - d), so they are kept as prefix sums over nodes per d and position
-// ([E][d <= min(m_e, N)][N + 1][m_e], m_e fixed because swaps keep replica counts): the far rows are
-// one difference per run of far nodes between replica nodes, and moving one replica touches only
-// the nodes that hold replicas and the two nodes whose far status changes, not every source.
+// before it. Far sources follow each other in rotation order, so a run of them with equal rows
+// deals one arc (add_deal): nodes whose sources all send e the same rows are grouped into segments
+// of equal nodes ([E][N] tables), and the far rows of e cost one deal per segment of far nodes plus
+// one pass over e's replicas. Moving one replica touches only e's replicas, the two nodes involved
+// and, when a node's far status changes, its sources' dispatch.
 class LayerSearch {
  public:
   LayerSearch(const Topology& topo, int nics, const std::vector<std::vector<double>>& tokens, const LayerPlacement& lp)
@@ -84,19 +64,45 @@ class LayerSearch {
     for (auto& r : reps_) std::sort(r.begin(), r.end());
     nic_of_.resize(G_);
     for (int r = 0; r < G_; ++r) nic_of_[r] = (r / gpn_) * nics_ + (r % gpn_) % nics_;
-    // Far shares as prefix sums over nodes, per (expert, d, position), built on first use: experts
-    // with a replica on every node never need them.
-    far_offset_.assign(E_ + 1, 0);
-    for (int e = 0; e < E_; ++e) far_offset_[e + 1] = far_offset_[e] + std::min<size_t>(reps_[e].size(), N_) + 1;
-    far_prefix_.assign(far_offset_[E_], {});
     node_demand_.assign(size_t(E_) * N_, 0);
-    for (int s = 0; s < G_; ++s)
-      for (int e = 0; e < E_; ++e) node_demand_[size_t(e) * N_ + s / gpn_] += t_[s][e];
+    rail_.assign(size_t(N_) * nics_ * E_, 0);
+    for (int s = 0; s < G_; ++s) {
+      const std::vector<double>& row = t_[s];
+      double* rail = &rail_[size_t(nic_of_[s]) * E_];
+      for (int e = 0; e < E_; ++e) node_demand_[size_t(e) * N_ + s / gpn_] += row[e], rail[e] += row[e];
+    }
+    // Nodes whose sources all send e the same rows (bitwise), and where each run of equal nodes ends.
+    node_rows_.assign(size_t(E_) * N_, 0);
+    node_even_.assign(size_t(E_) * N_, 1);
+    segment_end_.assign(size_t(E_) * N_, 0);
+    node_full_.assign(size_t(E_) * N_, 0);
+    node_rest_.assign(size_t(E_) * N_, 0);
+    for (int n = 0; n < N_; ++n)
+      for (int e = 0; e < E_; ++e) {
+        const double t = t_[n * gpn_][e];
+        bool even = true;
+        for (int s = n * gpn_ + 1; s < (n + 1) * gpn_ && even; ++s) even = same_bits(t_[s][e], t);
+        const double m = double(reps_[e].size()), full = std::floor(t / m);
+        node_rows_[size_t(e) * N_ + n] = t;
+        node_even_[size_t(e) * N_ + n] = even;
+        node_full_[size_t(e) * N_ + n] = full;
+        node_rest_[size_t(e) * N_ + n] = t - full * m;
+      }
+    for (int e = 0; e < E_; ++e)
+      for (int n = N_ - 1; n >= 0; --n) {
+        const size_t i = size_t(e) * N_ + n;
+        const bool joins = n + 1 < N_ && node_even_[i] && node_even_[i + 1] && same_bits(node_rows_[i], node_rows_[i + 1]);
+        segment_end_[i] = joins ? segment_end_[i + 1] : n + 1;
+      }
     recv_.assign(G_, 0);
     disp_inter_ = comb_inter_ = disp_intra_ = comb_intra_ = recv_;
     nic_.assign(size_t(N_) * nics_, 0);
+    far_rows_.assign(E_, {});
+    undo_reps_.assign(E_, {});
+    undo_rows_.assign(E_, {});
     for (int e = 0; e < E_; ++e) {
-      far_part(e, +1);
+      compute_far(e);
+      apply_far(e, +1);
       for (int n = 0; n < N_; ++n) {
         if (on_node_[size_t(e) * N_ + n] == 0) far_dispatch(e, n, +1);
         else local_part(e, n, +1);
@@ -106,9 +112,11 @@ class LayerSearch {
     for (double x : recv_) total_rows_ += x;
   }
 
-  Objective measure() const {
+  // `reject_above`: stop after the busiest NIC when it carries more (improves() is then false).
+  Objective measure(double reject_above = std::numeric_limits<double>::infinity()) const {
     Objective o;
     for (double x : nic_) o.max_nic = std::max(o.max_nic, x);
+    if (o.max_nic > reject_above) return o;
     const double tol = 1e-9 * (1 + o.max_nic);
     for (double x : nic_) o.at_max += x >= o.max_nic - tol;
     double mx = 0;
@@ -168,59 +176,65 @@ class LayerSearch {
     }
   }
 
-  // far_prefix_ of expert e: rows that nodes [0, n) would deal to each position if each had d
-  // replica nodes before it (node n's far index is then n - d).
-  const double* far_prefix(int e, int d, int n) {
-    const int m = static_cast<int>(reps_[e].size());
-    std::vector<double>& table = far_prefix_[far_offset_[e] + d];
-    if (table.empty()) {
-      table.assign(size_t(N_ + 1) * m, 0);
-      double* pre = table.data();
-      std::vector<double> part(m), diff(m + 1);
-      for (int node = 0; node < N_; ++node) {
-        const double* cur = pre + size_t(node) * m;
-        double* nxt = pre + size_t(node + 1) * m;
-        for (int i = 0; i < m; ++i) nxt[i] = cur[i];
-        if (node < d) continue;  // never far with d replica nodes before it
-        double whole = 0;
-        std::fill(part.begin(), part.end(), 0.0);
-        std::fill(diff.begin(), diff.end(), 0.0);
-        for (int s = node * gpn_; s < (node + 1) * gpn_; ++s) {
+  static bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+  // Deals the far sources of nodes [a, b) (all far, d replica nodes before them) over e's m replicas
+  // into far_whole_ / far_part_ / far_diff_: one arc per segment of equal nodes (add_deal).
+  void far_gap(int e, int a, int b, int d, int m) {
+    for (int n = a; n < b;) {
+      const size_t i = size_t(e) * N_ + n;
+      if (!node_even_[i]) {
+        for (int s = n * gpn_; s < (n + 1) * gpn_; ++s) {
           const double t = t_[s][e];
           if (t <= 0) continue;
-          const double start = replica_start(double(node - d) * gpn_ + (s - node * gpn_), t, m);
-          add_deal(t, m, start, whole, part.data(), diff.data());
+          const double start = replica_start(double(n - d) * gpn_ + (s - n * gpn_), t, m);
+          add_deal(t, m, start, far_whole_, far_part_.data(), far_diff_.data());
         }
-        double run = 0;
-        for (int i = 0; i < m; ++i) nxt[i] += whole + part[i] + (run += diff[i]);
+        ++n;
+        continue;
       }
+      const int stop = std::min(segment_end_[i], b);
+      const double t = node_rows_[i];
+      if (t > 0) {  // add_deal_run with floor(t / m) and the rest precomputed
+        const double sources = double(stop - n) * gpn_;
+        far_whole_ += sources * node_full_[i];
+        add_deal(sources * node_rest_[i], m, replica_start(double(n - d) * gpn_, t, m), far_whole_, far_part_.data(),
+                 far_diff_.data());
+      }
+      n = stop;
     }
-    return table.data() + size_t(n) * m;
   }
 
-  // Rows from the nodes holding no replica of e, dealt over all replicas by position, and their
-  // combine back: one prefix difference per run of far nodes (d = replica nodes before the run).
-  void far_part(int e, double sign) {
+  // Rows from the nodes holding no replica of e, dealt over all replicas by position (d = replica
+  // nodes before each gap of far nodes), into far_rows_[e].
+  void compute_far(int e) {
     const std::vector<int>& reps = reps_[e];
-    const size_t m = reps.size();
-    far_rows_.assign(m, 0);
-    int d = 0, run_start = 0;
-    auto add_run = [&](int end) {
-      if (end <= run_start) return;
-      const double* hi = far_prefix(e, d, end);
-      const double* lo = far_prefix(e, d, run_start);
-      for (size_t k = 0; k < m; ++k) far_rows_[k] += hi[k] - lo[k];
-    };
-    for (size_t i = 0; i < m; ++i) {  // reps are node-sorted: once per node holding replicas
+    const int m = static_cast<int>(reps.size());
+    far_whole_ = 0;
+    far_part_.assign(m, 0);
+    far_diff_.assign(m + 1, 0);
+    int d = 0, gap_start = 0;
+    for (int i = 0; i < m; ++i) {  // reps are node-sorted: once per node holding replicas
       const int n = node_of(reps[i]);
       if (i > 0 && n == node_of(reps[i - 1])) continue;
-      add_run(n);
+      if (n > gap_start) far_gap(e, gap_start, n, d, m);
       ++d;
-      run_start = n + 1;
+      gap_start = n + 1;
     }
-    add_run(N_);
-    for (size_t i = 0; i < m; ++i) {
-      const double x = sign * far_rows_[i];
+    far_gap(e, gap_start, N_, d, m);
+    std::vector<double>& rows = far_rows_[e];
+    rows.resize(m);
+    double run = 0;
+    for (int i = 0; i < m; ++i) rows[i] = far_whole_ + far_part_[i] + (run += far_diff_[i]);
+  }
+
+  // Adds (sign +1) or removes far_rows_[e] at e's replicas, position by position: received rows and
+  // their combine off-node.
+  void apply_far(int e, double sign) {
+    const std::vector<int>& reps = reps_[e];
+    const std::vector<double>& rows = far_rows_[e];
+    for (size_t i = 0; i < reps.size(); ++i) {
+      const double x = sign * rows[i];
       if (x == 0) continue;
       const int r = reps[i];
       recv_[r] += x;
@@ -238,6 +252,9 @@ class LayerSearch {
     const int m = static_cast<int>(last - first);
     if (m == 0) return;
     const int* local = &*first;
+    double whole = 0;
+    loc_part_.assign(m, 0);
+    loc_diff_.assign(m + 1, 0);
     int hosts_below = 0;  // rotation index of a source: its position among the node's non-hosting ranks
     for (int s = n * gpn_; s < (n + 1) * gpn_; ++s) {
       const double t = t_[s][e];
@@ -249,31 +266,46 @@ class LayerSearch {
         recv_[s] += sign * t;
         continue;
       }
-      const double start = replica_start(p, t, m);
-      for (int i = 0; i < m; ++i) {
-        const double x = sign * replica_share(t, m, i, start);
-        if (x == 0) continue;
-        recv_[local[i]] += x;
-        disp_intra_[s] += x;
-        comb_intra_[local[i]] += x;
-      }
+      add_deal(t, m, replica_start(p, t, m), whole, loc_part_.data(), loc_diff_.data());
+      disp_intra_[s] += sign * t;
+    }
+    double run = 0;
+    for (int i = 0; i < m; ++i) {
+      const double x = sign * (whole + loc_part_[i] + (run += loc_diff_[i]));
+      if (x == 0) continue;
+      recv_[local[i]] += x;
+      comb_intra_[local[i]] += x;
     }
   }
 
   // Only the far split and the two nodes involved change; other replica nodes keep their sources.
+  // The far rows by position depend only on which nodes hold replicas: they are recomputed only when
+  // that set changes, and a move that restores the replica list before the last recomputation (a
+  // rejected swap undone) takes the rows saved then.
   void move_expert(int e, int from, int to) {
     const int nf = node_of(from), nt = node_of(to);
-    far_part(e, -1);
+    apply_far(e, -1);
     local_part(e, nf, -1);
     if (nt != nf) local_part(e, nt, -1);
     auto& r = reps_[e];
+    const std::vector<int> before = r;
     r.erase(std::find(r.begin(), r.end(), from));
     r.insert(std::lower_bound(r.begin(), r.end(), to), to);
+    bool nodes_change = false;
     if (nf != nt) {
-      if (--on_node_[size_t(e) * N_ + nf] == 0) far_dispatch(e, nf, +1);
-      if (on_node_[size_t(e) * N_ + nt]++ == 0) far_dispatch(e, nt, -1);
+      if (--on_node_[size_t(e) * N_ + nf] == 0) far_dispatch(e, nf, +1), nodes_change = true;
+      if (on_node_[size_t(e) * N_ + nt]++ == 0) far_dispatch(e, nt, -1), nodes_change = true;
     }
-    far_part(e, +1);
+    if (nodes_change) {
+      if (undo_reps_[e] == r) {
+        std::swap(far_rows_[e], undo_rows_[e]);
+      } else {
+        undo_rows_[e] = far_rows_[e];
+        compute_far(e);
+      }
+      undo_reps_[e] = before;
+    }
+    apply_far(e, +1);
     local_part(e, nf, +1);
     if (nt != nf) local_part(e, nt, +1);
   }
@@ -300,15 +332,14 @@ class LayerSearch {
       if (a.score != b.score) return a.score > b.score;
       return a.slot_a != b.slot_a ? a.slot_a < b.slot_a : a.slot_b < b.slot_b;
     };
-    std::sort(cands.begin(), cands.end(), by_score);
-    cands.erase(std::unique(cands.begin(), cands.end(),
-                            [](const Candidate& a, const Candidate& b) { return a.slot_a == b.slot_a && a.slot_b == b.slot_b; }),
-                cands.end());
+    // Pairs are unique (the candidate lists never repeat one), so the best k under this total order
+    // are those of a full sort.
     const size_t k = std::min(cands.size(), static_cast<size_t>(per_round));
+    std::partial_sort(cands.begin(), cands.begin() + k, cands.end(), by_score);
     for (size_t i = 0; i < k; ++i) {
       swap_slots(cands[i].slot_a, cands[i].slot_b);
-      const Objective next = measure();
-      if (improves(next, cur) && next.balancedness >= min_bal - 1e-12) {
+      const Objective next = measure(cur.max_nic);
+      if (next.max_nic <= cur.max_nic && improves(next, cur) && next.balancedness >= min_bal - 1e-12) {
         cur = next;
         return true;
       }
@@ -318,12 +349,36 @@ class LayerSearch {
   }
 
   // Rows the GPUs on `rank`'s NIC send to expert e (their dispatch demand).
-  double rail_demand(int rank, int e) const {
-    double d = 0;
-    const int node = node_of(rank);
-    for (int s = node * gpn_; s < (node + 1) * gpn_; ++s)
-      if (nic_of_[s] == nic_of_[rank]) d += t_[s][e];
-    return d;
+  double rail_demand(int rank, int e) const { return rail_[size_t(nic_of_[rank]) * E_ + e]; }
+
+  // The k smallest of [first, last) under the total order `less`, ascending, into out (what
+  // partial_sort would put first, in one pass).
+  template <class It, class Less>
+  static void smallest(It first, It last, size_t k, Less less, std::vector<int>& out) {
+    out.clear();
+    for (It it = first; it != last; ++it) {
+      if (out.size() == k && !less(*it, out.back())) continue;
+      out.insert(std::upper_bound(out.begin(), out.end(), *it, less), *it);
+      if (out.size() > k) out.pop_back();
+    }
+  }
+
+  // The k ranks off `node` with the least loaded NICs (ties: lower rank), ascending: smallest() over
+  // them with by_nic, skipping ranks whose NIC load is not below the k-th.
+  void quietest(int node, size_t k, std::vector<int>& out) const {
+    out.clear();
+    double worst = 0;
+    for (int r = 0; r < G_; ++r) {
+      if (r == node * gpn_) r += gpn_;  // skip the node
+      if (r >= G_) break;
+      const double x = nic_[nic_of_[r]];
+      if (out.size() == k && x >= worst) continue;  // ascending ranks: an equal load comes after
+      auto pos = out.begin();
+      while (pos != out.end() && nic_[nic_of_[*pos]] <= x) ++pos;
+      out.insert(pos, r);
+      if (out.size() > k) out.pop_back();
+      worst = nic_[nic_of_[out.back()]];
+    }
   }
 
   // Swaps that should relieve the busiest NIC. Its load is what its GPUs send off-node: dispatch of
@@ -332,16 +387,12 @@ class LayerSearch {
   // that use the NIC's hosted experts most, the least loaded NICs' slots, and the node's other rails.
   // Each pair is scored by the predicted load of the two NICs it changes most (the busiest and the
   // partner's); only pairs predicted to lower the maximum are kept.
-  std::vector<Candidate> nic_candidates() const {
+  std::vector<Candidate> nic_candidates() {
     int busiest = 0;
     for (size_t i = 1; i < nic_.size(); ++i)
       if (nic_[i] > nic_[busiest]) busiest = static_cast<int>(i);
     const int node = busiest / nics_;
-    int rail_rank = -1;
-    for (int s = node * gpn_; s < (node + 1) * gpn_ && rail_rank < 0; ++s)
-      if (nic_of_[s] == busiest) rail_rank = s;
-    std::vector<double> demand(E_, 0);  // of the busiest NIC's GPUs
-    for (int e = 0; e < E_; ++e) demand[e] = rail_demand(rail_rank, e);
+    const double* demand = &rail_[size_t(busiest) * E_];  // [E] of the busiest NIC's GPUs
 
     constexpr size_t kExperts = 8, kPerExpert = 2, kQuiet = 16;
     auto by_nic = [&](int ra, int rb) { return nic_[nic_of_[ra]] != nic_[nic_of_[rb]] ? nic_[nic_of_[ra]] < nic_[nic_of_[rb]] : ra < rb; };
@@ -355,28 +406,25 @@ class LayerSearch {
     const size_t ne = std::min(absent.size(), kExperts);
     std::partial_sort(absent.begin(), absent.begin() + ne, absent.end(),
                       [&](int a, int b) { return demand[a] != demand[b] ? demand[a] > demand[b] : a < b; });
+    std::vector<int> best;
     for (size_t i = 0; i < ne; ++i) {
-      std::vector<int> hosts = reps_[absent[i]];
-      const size_t nh = std::min(hosts.size(), kPerExpert);
-      std::partial_sort(hosts.begin(), hosts.begin() + nh, hosts.end(), by_nic);
-      for (size_t j = 0; j < nh; ++j) add_rank(hosts[j]);
+      smallest(reps_[absent[i]].begin(), reps_[absent[i]].end(), kPerExpert, by_nic, best);
+      for (int r : best) add_rank(r);
     }
-    std::vector<int> quiet;
-    for (int r = 0; r < G_; ++r)
-      if (node_of(r) != node) quiet.push_back(r);
-    const size_t nq = std::min(quiet.size(), kQuiet);
-    std::partial_sort(quiet.begin(), quiet.begin() + nq, quiet.end(), by_nic);
-    for (size_t i = 0; i < nq; ++i) add_rank(quiet[i]);
+    quietest(node, kQuiet, best);
+    for (int r : best) add_rank(r);
     for (int r = node * gpn_; r < (node + 1) * gpn_; ++r)
       if (nic_of_[r] != busiest) add_rank(r);
     const size_t shared = partners.size();
 
     std::vector<Candidate> out;
     const double top = nic_[busiest];
+    seen_.resize(size_t(G_) * spg_, 0);
     for (int sa = node * gpn_ * spg_; sa < (node + 1) * gpn_ * spg_; ++sa) {
       const int ra = rank_of(sa), ea = slot_[sa];
       const bool a_on_rail = nic_of_[ra] == busiest;
       partners.resize(shared);
+      ++stamp_;  // each partner slot once per sa
       if (a_on_rail && ea >= 0) {  // the nodes lacking ea that use it most
         int best[2] = {-1, -1};
         for (int n = 0; n < N_; ++n) {
@@ -392,6 +440,8 @@ class LayerSearch {
       }
       const double comb_a = ea >= 0 ? comb_inter_[ra] / hosted(ra) : 0;
       for (int sb : partners) {
+        if (seen_[sb] == stamp_) continue;
+        seen_[sb] = stamp_;
         const int rb = rank_of(sb), eb = slot_[sb];
         const int nb = node_of(rb);
         if (nic_of_[rb] == busiest || !valid(sa, sb)) continue;
@@ -450,15 +500,24 @@ class LayerSearch {
   std::vector<std::vector<int>> reps_;            // [E] ranks hosting e, ascending
   std::vector<int> on_node_;                      // [E * N] replicas of e on node n
   std::vector<int> nic_of_;                       // [G] NIC index of each rank
-  std::vector<size_t> far_offset_;                // [E + 1] offsets into far_prefix_
-  std::vector<std::vector<double>> far_prefix_;   // [E][d] -> [N + 1][m_e] far rows of nodes [0, n) to position i
   std::vector<double> node_demand_;               // [E * N] rows node n's sources send to e
+  std::vector<double> rail_;                      // [N * nics][E] rows the GPUs on a NIC send to e
+  std::vector<double> node_rows_;                 // [E * N] rows node n's first source sends to e
+  std::vector<char> node_even_;                   // [E * N] every source of n sends e those rows
+  std::vector<int> segment_end_;                  // [E * N] end of the run of equal even nodes from n
+  std::vector<double> node_full_, node_rest_;     // [E * N] floor(node_rows_ / m_e) and the rest (m_e fixed)
   std::vector<double> recv_;                      // [G] rows processed
   std::vector<double> disp_inter_, comb_inter_;   // [G] rows sent off-node (dispatch, combine)
   std::vector<double> disp_intra_, comb_intra_;   // [G] rows sent over NVLink
   std::vector<double> nic_;                       // [N * nics] rows sent through each NIC
   double total_rows_ = 0;
-  std::vector<double> far_rows_;                  // scratch
+  std::vector<unsigned> seen_;                    // [G * spg] stamp_ of the sa that last listed a partner slot
+  unsigned stamp_ = 0;
+  std::vector<std::vector<double>> far_rows_;     // [E][m_e] far rows dealt to e's replica at position i
+  std::vector<std::vector<int>> undo_reps_;       // [E] replica list before e's last far recomputation
+  std::vector<std::vector<double>> undo_rows_;    // [E] far_rows_ for undo_reps_
+  double far_whole_ = 0;                          // scratch deals (add_deal): far and node-local
+  std::vector<double> far_part_, far_diff_, loc_part_, loc_diff_;
 };
 
 class TopologyAwarePlacer : public Placer {
@@ -472,8 +531,14 @@ class TopologyAwarePlacer : public Placer {
     const int nics = o_.nics_per_node > 0 ? o_.nics_per_node : topo.gpus_per_node();
     const int max_moves = o_.max_moves_per_layer > 0 ? o_.max_moves_per_layer : 64 + topo.num_ranks() / 4;
     std::vector<std::vector<double>> uniform;
+    const std::vector<std::vector<double>>* searched = nullptr;  // tokens of the last layer searched
     for (int l = 0; l < num_layers; ++l) {
       const auto& tokens = profile_layer(load, l, topo.num_ranks(), num_experts, uniform);
+      if (searched && same_layer_tokens(*searched, tokens)) {  // same balanced start, same search
+        p.layers[l] = p.layers[l - 1];
+        continue;
+      }
+      searched = &tokens;
       LayerSearch search(topo, nics, tokens, p.layers[l]);
       const double floor_bal = search.measure().balancedness - o_.max_balancedness_loss;
       search.run(max_moves, std::max(1, o_.candidates_per_round), floor_bal);
