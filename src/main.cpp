@@ -189,7 +189,10 @@ int cmd_validate(const MpiSession& mpi, const ValidateArgs& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  moe::MpiSession mpi(&argc, &argv);
+  // place and simulate run in one process: started without a launcher they skip MPI's start-up.
+  const std::string first = argc > 1 ? argv[1] : "";
+  const bool one_process = (first == "place" || first == "simulate") && !moe::MpiSession::launched_by_mpi_launcher();
+  moe::MpiSession mpi(&argc, &argv, !one_process);
   const std::vector<std::string> args(argv, argv + argc);
 
   CLI::App app{"moe-bench: measure tensor+pipeline parallel vs large expert parallel MoE inference"};

@@ -179,8 +179,12 @@ int run_place(const PlaceArgs& a, const MpiSession& mpi) {
     if (m.experts <= G) {  // the integer-replica caps on balancedness (balance_bound.hpp)
       std::vector<double> w(m.experts, 0);
       std::vector<double> node_w(size_t(m.experts) * topo.nodes(), 0);
-      for (int s = 0; s < G; ++s)
-        for (int e = 0; e < m.experts; ++e) w[e] += tokens[s][e], node_w[size_t(e) * topo.nodes() + topo.node_of(s)] += tokens[s][e];
+      const int num_nodes = topo.nodes();
+      for (int s = 0; s < G; ++s) {
+        const int node = topo.node_of(s);
+        const std::vector<double>& row = tokens[s];
+        for (int e = 0; e < m.experts; ++e) w[e] += row[e], node_w[size_t(e) * num_nodes + node] += row[e];
+      }
       bool even = true;  // every node sends an equal share of each expert's load
       for (int e = 0; e < m.experts; ++e)
         for (int n = 0; n < topo.nodes(); ++n)

@@ -3,6 +3,8 @@
 
 #include <mpi.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <sstream>
 
@@ -19,7 +21,17 @@ void throw_mpi_error(int code, const char* call, const char* file, int line) {
   throw Error(os.str());
 }
 
-MpiSession::MpiSession(int* argc, char*** argv) {
+MpiSession::MpiSession(int* argc, char*** argv) : MpiSession(argc, argv, true) {}
+
+bool MpiSession::launched_by_mpi_launcher() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS"})
+    if (std::getenv(v)) return true;
+  return false;
+}
+
+MpiSession::MpiSession(int* argc, char*** argv, bool initialize) {
+  if (!initialize) return;
+  initialized_ = true;
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
@@ -36,12 +48,14 @@ MpiSession::MpiSession(int* argc, char*** argv) {
 }
 
 MpiSession::~MpiSession() {
+  if (!initialized_) return;
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();
 }
 
 std::string MpiSession::broadcast_string(const std::string& s, int root) const {
+  if (!initialized_) return s;
   int64_t n = static_cast<int64_t>(s.size());
   MOE_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, root, MPI_COMM_WORLD));
   std::string out = rank_ == root ? s : std::string(static_cast<size_t>(n), '\0');
@@ -50,6 +64,7 @@ std::string MpiSession::broadcast_string(const std::string& s, int root) const {
 }
 
 bool MpiSession::any(bool flag) const {
+  if (!initialized_) return flag;
   int in = flag ? 1 : 0, out = 0;
   MOE_MPI_CHECK(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
   return out != 0;
@@ -58,6 +73,10 @@ bool MpiSession::any(bool flag) const {
 std::vector<std::string> MpiSession::all_host_names() const {
   char name[MPI_MAX_PROCESSOR_NAME] = {0};
   int len = 0;
+  if (!initialized_) {
+    gethostname(name, sizeof name - 1);
+    return {name};
+  }
   MPI_Get_processor_name(name, &len);
   std::vector<char> all(static_cast<size_t>(size_) * MPI_MAX_PROCESSOR_NAME);
   MOE_MPI_CHECK(MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all.data(), MPI_MAX_PROCESSOR_NAME, MPI_CHAR,
@@ -76,8 +95,13 @@ std::string MpiSession::library_version() const {
   return nl == std::string::npos ? s : s.substr(0, nl);
 }
 
-void MpiSession::barrier() const { MOE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); }
+void MpiSession::barrier() const {
+  if (initialized_) MOE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+}
 
-void MpiSession::abort(int code) const { MPI_Abort(MPI_COMM_WORLD, code); std::abort(); }
+void MpiSession::abort(int code) const {
+  if (initialized_) MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
 
 }  // namespace moe

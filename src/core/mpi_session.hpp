@@ -10,6 +10,11 @@ namespace moe {
 class MpiSession {
  public:
   MpiSession(int* argc, char*** argv);   // MPI_Init_thread (FUNNELED); errors return, not abort
+  // A single process without MPI (initialize = false): rank 0 of 1, every helper local. For the
+  // one-process commands started without a launcher, which then skip MPI's start-up.
+  MpiSession(int* argc, char*** argv, bool initialize);
+  // Whether an MPI launcher (mpirun, srun, hydra) started this process.
+  static bool launched_by_mpi_launcher();
   ~MpiSession();                          // MPI_Finalize
   MpiSession(const MpiSession&) = delete;
   MpiSession& operator=(const MpiSession&) = delete;
@@ -32,6 +37,7 @@ class MpiSession {
   int rank_ = 0;
   int size_ = 1;
   int local_rank_ = 0;
+  bool initialized_ = false;   // this session called MPI_Init (and finalizes)
 };
 
 }  // namespace moe
