@@ -38,6 +38,20 @@ std::vector<double> assignments_per_token(const Config& c, const StrategyConfig&
 
 // ---- expert-parallel routing per layer: flows per local token of every rank ----
 
+void CostModel::EpRouting::add_flow(const Topology& topo, int nics, int src, int dst, int slot, double w,
+                                    std::vector<int>& seen, int& peers_of_src) {
+  slot_rows[static_cast<size_t>(dst) * max_slots + slot] += w;
+  recv_rows[dst] += w;
+  if (dst == src || w <= 0) return;
+  dispatch->add(topo, nics, src, dst, w);
+  combine->add(topo, nics, dst, src, w);
+  if (topo.link(src, dst) == LinkClass::inter_node) crosses_nodes = true;
+  if (seen[dst] != src) {
+    seen[dst] = src;
+    ++peers_of_src;
+  }
+}
+
 std::shared_ptr<const CostModel::EpRouting> CostModel::ep_routing(int layer, int step_idx, int64_t rows,
                                                                   int64_t step_tokens) const {
   if (const SourceAssignments* sources = sources_of_step(step_idx)) return ep_routing_sources(layer, *sources, rows);
@@ -71,18 +85,7 @@ std::shared_ptr<const CostModel::EpRouting> CostModel::ep_routing(int layer, int
         if (candidates.empty()) candidates = reps;
       }
       const double w = a[e] / double(candidates.size());
-      for (int dst : candidates) {
-        r->slot_rows[static_cast<size_t>(dst) * r->max_slots + lp.slot_of(dst, e)] += w;
-        r->recv_rows[dst] += w;
-        if (dst == src || w <= 0) continue;
-        r->dispatch->add(topo_, nics_, src, dst, w);
-        r->combine->add(topo_, nics_, dst, src, w);
-        if (topo_.link(src, dst) == LinkClass::inter_node) r->crosses_nodes = true;
-        if (seen[dst] != src) {
-          seen[dst] = src;
-          ++peers;
-        }
-      }
+      for (int dst : candidates) r->add_flow(topo_, nics_, src, dst, lp.slot_of(dst, e), w, seen, peers);
     }
     r->peers = std::max(r->peers, peers);
   }
@@ -139,19 +142,9 @@ std::shared_ptr<const CostModel::EpRouting> CostModel::ep_routing_sources(int la
       split_over_replicas(lp, e, src, topo_, count, shares);
       for (const ReplicaShare& sh : shares) {
         if (sh.rows <= 0) continue;
-        const int dst = sh.rank;
         const double w = sh.rows * per_row;
-        r->slot_rows[static_cast<size_t>(dst) * r->max_slots + lp.slot_of(dst, e)] += w;
-        r->recv_rows[dst] += w;
         r->sent_rows_of[src] += w;
-        if (dst == src) continue;
-        r->dispatch->add(topo_, nics_, src, dst, w);
-        r->combine->add(topo_, nics_, dst, src, w);
-        if (topo_.link(src, dst) == LinkClass::inter_node) r->crosses_nodes = true;
-        if (seen[dst] != src) {
-          seen[dst] = src;
-          ++peers;
-        }
+        r->add_flow(topo_, nics_, src, sh.rank, lp.slot_of(sh.rank, e), w, seen, peers);
       }
     }
     r->peers = std::max(r->peers, peers);

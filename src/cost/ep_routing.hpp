@@ -20,6 +20,11 @@ struct CostModel::EpRouting {
   int peers = 0;                     // most distinct destinations of one rank (excluding itself)
   bool crosses_nodes = false;
   std::shared_ptr<LinkLoads> dispatch, combine;  // rows on each link per local token of every rank
+
+  // Adds w rows per local token from `src` to slot `slot` of `dst` (dispatch there, combine back).
+  // `seen[dst] == src` marks peers already counted for this source in `peers_of_src`.
+  void add_flow(const Topology& topo, int nics, int src, int dst, int slot, double w, std::vector<int>& seen,
+                int& peers_of_src);
 };
 
 // Expected assignments per token to each expert of a layer (sums to k), with the capacity applied.

@@ -169,8 +169,6 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
     StrategyContext ctx{config, spec, compute, world, topo, *options.routing, plan_file};
     compute.reset_peak_allocated();  // memory is reported per strategy
     std::unique_ptr<Strategy> strategy = make_strategy(ctx);
-    // The placement the strategy runs with (ep), for the traffic prediction and the cost model.
-    const Placement placement_used = plan_file ? *plan_file : plan_for_strategy(config, spec, topo);
 
     world.traffic().reset();
     compute.reset_counters();
@@ -223,8 +221,10 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
                    {"tokens_per_s", decode_total_s > 0 ? double(config.workload.batch_sequences) * steps * iters / decode_total_s : 0}};
     r["phases_ms"] = phases;
     TrafficPrediction prediction;
-    if (spec.kind == "ep") {
-      prediction.placement = &placement_used;
+    // The placement the strategy runs with (ep), for the traffic prediction and the cost model.
+    const Placement* placement_used = strategy->placement();
+    if (placement_used) {
+      prediction.placement = placement_used;
       prediction.planned = placement_load_profile(config, spec, topo);
       prediction.planned_spec = plan_file ? "" : placement_profile_spec(config, spec);
       prediction.bytes_per_row = int64_t(config.model.hidden) * dtype_bytes(compute.dtype());
@@ -238,7 +238,7 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
                    {"estimate_kv_cache_bytes", est.kv_cache_bytes}, {"estimate_activations_bytes", est.activations_bytes},
                    {"estimate_comm_buffers_bytes", est.comm_buffers_bytes}};
     r["efficiency"] = efficiency_json(config, spec, topo, world.size(), dtype_bytes(compute.dtype()),
-                                      placement_used, prefill_s.mean / 1e3, tpot.mean / 1e3, flops_per_iter,
+                                      placement_used ? *placement_used : Placement{}, prefill_s.mean / 1e3, tpot.mean / 1e3, flops_per_iter,
                                       kept_assignments(pass.routing.chosen_by_source, pass.routing.dropped_by_source));
     r["verification"] = verification;
     outcome.strategies.push_back(r);

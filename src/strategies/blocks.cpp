@@ -97,9 +97,9 @@ Gate::Gate(ComputeBackend& compute, const ModelConfig& m, int layer, int64_t max
   logits_ = compute.alloc_mat(max_tokens, m.experts);
 }
 
-Routing Gate::route(const Mat& z, TokenBlock block, const std::vector<double>& multipliers) {
+Routing Gate::route(const Mat& z, const TokenBlock& block, const std::vector<double>& multipliers) {
   MOE_REQUIRE(block.rows() == z.rows, "Gate::route: the token block does not match the rows");
-  block.layer = layer_;
+  MOE_REQUIRE(block.layer == layer_, "Gate::route: the token block is of another layer");
   const Mat logits = logits_.slice_rows(0, z.rows);
   compute_.gemm(z, wg_.view, logits, false);
   host_logits_.resize(static_cast<size_t>(logits.elements()));

@@ -70,7 +70,7 @@ class Gate {
  public:
   Gate(ComputeBackend& compute, const ModelConfig& m, int layer, int64_t max_tokens, const RoutingSource& source);
   // z holds the rows of `block` (block.layer is this gate's layer).
-  Routing route(const Mat& z, TokenBlock block, const std::vector<double>& multipliers);
+  Routing route(const Mat& z, const TokenBlock& block, const std::vector<double>& multipliers);
 
  private:
   ComputeBackend& compute_;

@@ -74,6 +74,7 @@ class EpStrategy : public Strategy {
   }
 
   std::string kind() const override { return "ep"; }
+  const Placement* placement() const override { return &placement_; }
   nlohmann::ordered_json layout() const override {
     nlohmann::ordered_json experts_of_rank = nlohmann::ordered_json::array();
     for (const auto& lp : placement_.layers) experts_of_rank.push_back(lp.slots);

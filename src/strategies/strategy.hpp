@@ -58,6 +58,8 @@ class Strategy {
   // Global counts of the last step. Each layer is reported by exactly one rank and is zero
   // elsewhere, so a sum over the world gives every layer once.
   const StepLoad& step_load() const { return step_load_; }
+  // The expert placement the strategy runs with (ep), else null.
+  virtual const Placement* placement() const { return nullptr; }
   // Record every token's choice in step_load().choices (the checked pass; costs host memory).
   void set_record_choices(bool on) { record_choices_ = on; }
 

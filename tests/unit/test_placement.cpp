@@ -17,9 +17,12 @@
 #include "placement/plan_json.hpp"
 #include "placement/plan_metrics.hpp"
 #include "routing/dispatch_plan.hpp"
+#include "expect_config_error.hpp"
 
 using namespace moe;
 using json = nlohmann::json;
+
+using moe::testing::expect_config_error;
 
 namespace {
 
@@ -38,18 +41,6 @@ LoadProfile make_profile(const std::string& spec, int layers, int experts, int t
                                    tokens_per_rank, 1234);
 }
 
-void expect_config_error(const std::function<void()>& f, const std::string& path, const std::string& needle) {
-  INFO("expected ConfigError at '" << path << "' mentioning '" << needle << "'");
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    INFO("got: " << e.what());
-    CHECK(e.path() == path);
-    CHECK_THAT(std::string(e.what()), Catch::Contains(needle));
-    return;
-  }
-  FAIL("no ConfigError was thrown");
-}
 
 // Deterministic skewed routing of `tokens` tokens from `src`: top-k distinct experts drawn from the
 // expected shares of `tokens_row` (an expected-profile row), so counts differ per source.
