@@ -34,6 +34,7 @@ struct RunArgs {
   int iterations = 0;        // 0: from config
   bool no_verify = false;
   std::string dump_dir;
+  std::string trace_path;
   std::vector<std::string> plans;   // [NAME=]FILE
 };
 
@@ -130,6 +131,7 @@ int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& a
   validate_config(config);
   check_writable_dir(mpi, a.out_path, false, "--out");
   check_writable_dir(mpi, a.dump_dir, true, "--dump-outputs");
+  check_writable_dir(mpi, a.trace_path, false, "--trace");
 
   Backends backends = make_backends(config.run.backend, config.model.dtype);
   ComputeBackend& compute = *backends.compute;
@@ -139,6 +141,7 @@ int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& a
   RunOptions options;
   options.verify = config.run.verify;
   options.dump_dir = a.dump_dir;
+  options.trace = !a.trace_path.empty();
   options.routing = load_routing_source(mpi, config);
   options.plans = load_plans(mpi, config, a.plans);
   const RunOutcome outcome = run_strategies(config, options, compute, *backends.world);
@@ -160,6 +163,10 @@ int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& a
     if (!a.out_path.empty()) {
       write_file_atomic(a.out_path, results.dump(2) + "\n");
       std::cout << "\nresults written to " << a.out_path << "\n";
+    }
+    if (!a.trace_path.empty()) {
+      write_file_atomic(a.trace_path, outcome.trace.dump() + "\n");
+      std::cout << "trace written to " << a.trace_path << " (open in Perfetto or chrome://tracing)\n";
     }
     if (!outcome.all_verified) std::cerr << "moe-bench: verification FAILED (see verification in the results)\n";
   }
@@ -211,6 +218,8 @@ int main(int argc, char** argv) {
   run_cmd->add_flag("--no-verify", run.no_verify, "Skip the comparison against the single-rank reference");
   run_cmd->add_option("--dump-outputs", run.dump_dir,
                       "Directory for .npy dumps of the reference's and each strategy's prefill and decode outputs");
+  run_cmd->add_option("--trace", run.trace_path,
+                      "Write a Chrome trace (per rank and stream, every stage of the first measured iteration)");
   run_cmd->add_option("--plan", run.plans,
                       "[NAME=]FILE: run ep strategy NAME (every ep strategy without NAME=) with the placement in FILE "
                       "(written by `place`); repeatable");

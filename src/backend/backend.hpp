@@ -7,6 +7,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -134,6 +135,10 @@ class ComputeBackend {
   // Named range for profilers (NVTX on CUDA); no-op elsewhere.
   virtual void range_push(const char* /*name*/) {}
   virtual void range_pop() {}
+  // Eager backends call `hook` between blocks of long kernels, so that posted communication makes
+  // progress while the host computes (Open MPI advances transfers only inside MPI calls). Backends
+  // that run kernels asynchronously ignore it.
+  virtual void set_progress_hook(std::function<void()> /*hook*/) {}
 
   // ---- counters (what the runtime actually did) ----
   virtual int64_t flops() const = 0;               // 2*m*n*k per gemm + attention matmuls
@@ -147,8 +152,18 @@ struct TrafficCounters {
   void reset() { std::fill(bytes_to_rank.begin(), bytes_to_rank.end(), 0); }
 };
 
+// A posted data-plane transfer; complete it with Comm::wait or Comm::wait_next_source.
+struct CommHandle {
+  int id = -1;
+};
+
 // One process group. Data-plane operations act on device buffers, ordered on a stream.
 // Control-plane operations (host vectors) are blocking and collective over the group.
+//
+// Posted transfers (post_*) return at once: the transfer is ordered after the work already issued
+// on `s` and runs on the communication streams, and its buffers must stay untouched until it is
+// completed. Every rank posts the same sequence of transfers (empty ones included), so that
+// transfers match in order without tags chosen by the caller.
 class Comm {
  public:
   virtual ~Comm() = default;
@@ -165,9 +180,25 @@ class Comm {
   virtual void send(const Mat& x, int peer, Stream s) = 0;
   virtual void recv(const Mat& x, int peer, Stream s) = 0;
 
+  // ---- data plane, posted ----
+  virtual CommHandle post_all_to_all_v(const Mat& send, const std::vector<int64_t>& send_rows, const Mat& recv,
+                                       const std::vector<int64_t>& recv_rows, Stream s) = 0;
+  virtual CommHandle post_send(const Mat& x, int peer, Stream s) = 0;
+  virtual CommHandle post_recv(const Mat& x, int peer, Stream s) = 0;
+  // Completes `h`: later work on `waiter` sees the received rows and the send buffer may be reused.
+  // Returns an event of the completion (recorded on the compute backend; for spans and traces).
+  virtual Event wait(CommHandle h, Stream waiter) = 0;
+  // Partial arrival for an all-to-all: the next source whose rows have arrived (each source once,
+  // in arrival order; later work on `waiter` sees its rows), or -1 after the last one, when the
+  // whole exchange is complete and `*done` is its completion event.
+  virtual int wait_next_source(CommHandle h, Stream waiter, Event* done) = 0;
+  // Advances posted transfers without blocking (eager backends call it between kernels).
+  virtual void progress() {}
+
   // ---- control plane (host, blocking) ----
-  // out[p] = value that peer p put at index rank() of its `send`.
-  virtual std::vector<int64_t> all_to_all_counts(const std::vector<int64_t>& send) = 0;
+  // `per_peer` values to each peer: send[p*per_peer + i] goes to peer p, and out[p*per_peer + i] is
+  // what peer p put at [rank()*per_peer + i] of its `send`.
+  virtual std::vector<int64_t> all_to_all_counts(const std::vector<int64_t>& send, int per_peer) = 0;
   virtual void all_reduce_sum_host(std::vector<int64_t>& values) = 0;
   virtual void all_reduce_max_host(std::vector<double>& values) = 0;
   virtual void all_reduce_sum_host(std::vector<double>& values) = 0;
@@ -176,6 +207,7 @@ class Comm {
   virtual void broadcast_host(std::vector<float>& values, int root) = 0;
   // Concatenation of every rank's `values` in rank order, returned on `root` (empty elsewhere).
   virtual std::vector<float> gather_host(const std::vector<float>& values, int root) = 0;
+  virtual std::vector<double> gather_host(const std::vector<double>& values, int root) = 0;
   virtual void barrier() = 0;
 
   // Sub-group of ranks with the same color, ordered by key. Collective over this group.

@@ -25,7 +25,9 @@ const std::vector<std::string> kKinds = {"tp_pp", "ep"};
 const std::vector<std::string> kPolicies = {"none", "paper"};
 
 const std::vector<std::string> kTpPpKeys = {"tp", "pp", "microbatches"};
-const std::vector<std::string> kEpKeys = {"ep", "expert_tp", "chunks", "placement", "placement_profile"};
+const std::vector<std::string> kEpKeys = {"ep", "expert_tp", "chunks", "immediate_routing", "placement", "placement_profile"};
+const std::vector<std::string> kTpPpOverlap = {"none", "pipelined"};
+const std::vector<std::string> kEpOverlap = {"none", "chunked", "two_batch"};
 
 // The single-rank FP32 reference runs on the host; beyond this it is not worth attempting.
 constexpr double kReferenceLimitGb = 64;
@@ -232,7 +234,7 @@ StrategyConfig parse_strategy(const json& j, const std::string& path) {
     check_one_of(sub(path, "kind"), s.kind, kKinds);
   }
   const bool tp_pp = s.kind == "tp_pp";
-  std::vector<std::string> keys = {"name", "kind", "load_balancing"};
+  std::vector<std::string> keys = {"name", "kind", "overlap", "load_balancing"};
   const auto& own = tp_pp ? kTpPpKeys : kEpKeys;
   const auto& other = tp_pp ? kEpKeys : kTpPpKeys;
   keys.insert(keys.end(), own.begin(), own.end());
@@ -250,10 +252,12 @@ StrategyConfig parse_strategy(const json& j, const std::string& path) {
     r.read("ep", s.ep);
     r.read("expert_tp", s.expert_tp);
     r.read("chunks", s.chunks);
+    r.read("immediate_routing", s.immediate_routing);
     r.read("placement", s.placement);
     r.read("placement_profile", s.placement_profile);
     if (!s.placement_profile.empty()) parse_routing_distribution(s.placement_profile, r.at("placement_profile"));
   }
+  r.read("overlap", s.overlap);
   if (const json* lb = r.get("load_balancing", false)) s.load_balancing = parse_load_balancing(*lb, r.at("load_balancing"));
   return s;
 }
@@ -327,7 +331,9 @@ void validate_strategy(const Config& c, const StrategyConfig& s, const std::stri
       throw ConfigError(sub(path, "microbatches"), "workload.batch_sequences = " + std::to_string(batch) +
                                                        " is not divisible by microbatches = " +
                                                        std::to_string(s.microbatches));
+    check_one_of(sub(path, "overlap"), s.overlap, kTpPpOverlap);
   } else {
+    check_one_of(sub(path, "overlap"), s.overlap, kEpOverlap);
     require_positive(sub(path, "ep"), s.ep);
     require_positive(sub(path, "expert_tp"), s.expert_tp);
     if (s.expert_tp != 1) throw ConfigError(sub(path, "expert_tp"), "expert_tp > 1 is not supported yet");
@@ -428,10 +434,13 @@ nlohmann::ordered_json config_to_json(const Config& c) {
       so["tp"] = s.tp;
       so["pp"] = s.pp;
       so["microbatches"] = s.microbatches;
+      so["overlap"] = s.overlap;
     } else if (s.kind == "ep") {
       so["ep"] = s.ep;
       so["expert_tp"] = s.expert_tp;
       so["chunks"] = s.chunks;
+      so["overlap"] = s.overlap;
+      so["immediate_routing"] = s.immediate_routing;
       so["placement"] = s.placement;
       if (!s.placement_profile.empty()) so["placement_profile"] = s.placement_profile;
     }

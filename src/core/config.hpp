@@ -64,6 +64,9 @@ struct LoadBalancingConfig {
 struct StrategyConfig {
   std::string name;
   std::string kind;                // tp_pp | ep
+  // Overlap of communication with computation (see schedule/schedule.hpp):
+  // tp_pp: none | pipelined; ep: none | chunked | two_batch. Default none.
+  std::string overlap = "none";
   // tp_pp
   int tp = 1;
   int pp = 1;
@@ -72,6 +75,8 @@ struct StrategyConfig {
   int ep = 1;
   int expert_tp = 1;
   int chunks = 1;
+  // chunked: chunks of whole sequences go on to the next layer without waiting for the other chunks.
+  bool immediate_routing = true;
   std::string placement = "round_robin";
   // Expected routing the placer plans for: a routing distribution (load_profile.hpp, e.g.
   // "zipf:1.2,local:0.8"); empty = workload.routing when that is a distribution, else uniform.

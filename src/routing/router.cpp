@@ -118,6 +118,28 @@ int64_t expert_capacity(double capacity_factor, int64_t total_tokens, int top_k,
   return static_cast<int64_t>(std::ceil(exact));
 }
 
+Routing empty_routing(int num_experts, int top_k) {
+  MOE_REQUIRE(num_experts > 0 && top_k > 0, "empty_routing: experts and top_k must be positive");
+  Routing r;
+  r.top_k = top_k;
+  r.chosen_per_expert.assign(num_experts, 0);
+  r.dropped_per_expert.assign(num_experts, 0);
+  return r;
+}
+
+void append_routing(Routing& r, const Routing& next) {
+  MOE_REQUIRE(r.top_k == next.top_k && r.chosen_per_expert.size() == next.chosen_per_expert.size() &&
+                  r.dropped_per_expert.size() == next.dropped_per_expert.size(),
+              "append_routing: the routings differ in top_k or expert count");
+  r.num_tokens += next.num_tokens;
+  r.expert.insert(r.expert.end(), next.expert.begin(), next.expert.end());
+  r.weight.insert(r.weight.end(), next.weight.begin(), next.weight.end());
+  for (size_t e = 0; e < r.chosen_per_expert.size(); ++e) {
+    r.chosen_per_expert[e] += next.chosen_per_expert[e];
+    r.dropped_per_expert[e] += next.dropped_per_expert[e];
+  }
+}
+
 void apply_capacity(Routing& r, int num_experts, int64_t capacity, const std::vector<int64_t>& earlier_assignments) {
   MOE_REQUIRE(num_experts > 0, "apply_capacity: bad expert count");
   MOE_REQUIRE(earlier_assignments.empty() || earlier_assignments.size() == static_cast<size_t>(num_experts),

@@ -37,6 +37,12 @@ Routing route_top_k_scored(const std::vector<float>& scores, const std::vector<f
 Routing route_forced(const std::vector<int32_t>& experts, const std::vector<float>& probs, int num_tokens,
                      int num_experts, int top_k, bool renormalize);
 
+// Routing of no tokens (every per-expert count zero).
+Routing empty_routing(int num_experts, int top_k);
+// Appends `next` (the tokens that follow `r`'s, same experts and top_k) to `r`: the routing of a
+// block routed part by part, as if routed at once.
+void append_routing(Routing& r, const Routing& next);
+
 // Capacity per expert for one layer-step: ceil(factor * total_tokens * k / E); -1 (unlimited) when factor == 0.
 int64_t expert_capacity(double capacity_factor, int64_t total_tokens, int top_k, int num_experts);
 

@@ -10,6 +10,7 @@
 #include "cost/memory.hpp"
 #include "placement/strategy_plan.hpp"
 #include "report/npy.hpp"
+#include "report/trace.hpp"
 #include "runner/efficiency.hpp"
 #include "runner/load_report.hpp"
 #include "runner/reference_cache.hpp"
@@ -22,47 +23,73 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Sums over the measured steps of one kind (prefill or decode), this rank.
+struct SpanSums {
+  PhaseTimes phases{};
+  double wall_ms = 0;
+  double busy_ms = 0;
+  double comm_ms = 0;
+  double exposed_comm_ms = 0;
+  void add(const StepSpans& s, double wall) {
+    for (int i = 0; i < kNumPhases; ++i) phases[i] += s.phases[i];
+    wall_ms += wall;
+    busy_ms += s.busy_ms;
+    comm_ms += s.comm_ms;
+    exposed_comm_ms += s.exposed_comm_ms;
+  }
+};
+
 struct StepTimes {
   std::vector<double> prefill_ms;   // [iterations], max over ranks
   std::vector<double> decode_ms;    // [iterations * steps], max over ranks
-  PhaseTimes prefill_phases{};      // this rank, summed over measured prefills
-  PhaseTimes decode_phases{};       // this rank, summed over measured decode steps
-  double prefill_wall_ms = 0;       // this rank, summed
-  double decode_wall_ms = 0;
+  SpanSums prefill, decode;         // this rank, summed over the measured steps
 };
 
-double timed_step(Comm& world, PhaseTimer& timer, PhaseTimes& phases, const std::function<void()>& step) {
+// The run's time origin (a barrier at its start) and the trace, when one is asked for.
+struct TraceState {
+  TraceRecorder* recorder = nullptr;
+  int strategy = 0;
+  Clock::time_point origin;
+};
+
+// One step after a barrier. Traced steps keep their spans, placed on the run's time line.
+double timed_step(Comm& world, PhaseTimer& timer, SpanSums& sums, const std::function<void()>& step,
+                  const TraceState* trace = nullptr, int step_index = 0) {
   world.barrier();
+  timer.keep_spans(trace != nullptr);
   const auto t0 = Clock::now();
+  timer.start_step();
   step();
-  const PhaseTimes p = timer.finish_step();  // synchronizes the device
+  const StepSpans spans = timer.finish_step();  // synchronizes the device
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  for (int i = 0; i < kNumPhases; ++i) phases[i] += p[i];
+  sums.add(spans, ms);
+  if (trace)
+    trace->recorder->add_step(trace->strategy, step_index,
+                              std::chrono::duration<double, std::milli>(t0 - trace->origin).count(), spans);
   return ms;
 }
 
-StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& world) {
+StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& world, const TraceState* trace) {
   PhaseTimer timer(compute);
-  PhaseTimes scratch{};
+  SpanSums scratch;
   // Warm-up: one untimed prefill and a few decode steps (allocations, caches, first-touch).
   s.reset();
   timed_step(world, timer, scratch, [&] { s.prefill(timer); });
   for (int i = 0; i < std::min(c.workload.warmup_steps, c.workload.decode_steps); ++i)
     timed_step(world, timer, scratch, [&] { s.decode_step(timer); });
 
-  // Counters cover the measured iterations only.
+  // Counters cover the measured iterations only. The first measured iteration is traced.
   compute.reset_counters();
   world.traffic().reset();
   StepTimes t;
   std::vector<double> prefill_local, decode_local;
   for (int it = 0; it < c.run.iterations; ++it) {
+    const TraceState* tr = it == 0 ? trace : nullptr;
     s.reset();
-    prefill_local.push_back(timed_step(world, timer, t.prefill_phases, [&] { s.prefill(timer); }));
+    prefill_local.push_back(timed_step(world, timer, t.prefill, [&] { s.prefill(timer); }, tr, 0));
     for (int step = 0; step < c.workload.decode_steps; ++step)
-      decode_local.push_back(timed_step(world, timer, t.decode_phases, [&] { s.decode_step(timer); }));
+      decode_local.push_back(timed_step(world, timer, t.decode, [&] { s.decode_step(timer); }, tr, step + 1));
   }
-  for (double v : prefill_local) t.prefill_wall_ms += v;
-  for (double v : decode_local) t.decode_wall_ms += v;
   world.all_reduce_max_host(prefill_local);
   world.all_reduce_max_host(decode_local);
   t.prefill_ms = prefill_local;
@@ -70,15 +97,12 @@ StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& w
   return t;
 }
 
-// Per-phase mean time per step: max and mean over ranks. "idle" is the step time not inside any phase.
-nlohmann::ordered_json phases_json(Comm& world, const PhaseTimes& sum, double wall_ms, double steps) {
+// Per-phase mean time per step: max and mean over ranks. Spans on different streams may overlap;
+// "idle" is the step time in no span at all.
+nlohmann::ordered_json phases_json(Comm& world, const SpanSums& sums, double steps) {
   std::vector<double> per(kNumPhases + 1, 0);
-  double inside = 0;
-  for (int i = 0; i < kNumPhases; ++i) {
-    per[i] = steps > 0 ? sum[i] / steps : 0;
-    inside += sum[i];
-  }
-  per[kNumPhases] = steps > 0 ? std::max(0.0, wall_ms - inside) / steps : 0;
+  for (int i = 0; i < kNumPhases; ++i) per[i] = steps > 0 ? sums.phases[i] / steps : 0;
+  per[kNumPhases] = steps > 0 ? std::max(0.0, sums.wall_ms - sums.busy_ms) / steps : 0;
   std::vector<double> mx = per, mean = per;
   world.all_reduce_max_host(mx);
   world.all_reduce_sum_host(mean);
@@ -88,6 +112,22 @@ nlohmann::ordered_json phases_json(Comm& world, const PhaseTimes& sum, double wa
     j[name] = {{"max", mx[i]}, {"mean", mean[i] / world.size()}};
   }
   return j;
+}
+
+// Communication time per step and the part of it no compute span covered, on the rank whose
+// overlap efficiency (1 - exposed / communication) is lowest. Collective; complete on rank 0.
+nlohmann::ordered_json overlap_json(Comm& world, const SpanSums& sums, double steps) {
+  const double comm = steps > 0 ? sums.comm_ms / steps : 0, exposed = steps > 0 ? sums.exposed_comm_ms / steps : 0;
+  const std::vector<double> all = world.gather_host(std::vector<double>{comm, exposed}, 0);
+  if (world.rank() != 0) return nullptr;
+  auto efficiency = [](double c, double e) { return c > 0 ? 1 - e / c : 1.0; };
+  int worst = 0;
+  for (int r = 1; r < world.size(); ++r)
+    if (efficiency(all[2 * r], all[2 * r + 1]) < efficiency(all[2 * worst], all[2 * worst + 1])) worst = r;
+  double mean_eff = 0;
+  for (int r = 0; r < world.size(); ++r) mean_eff += efficiency(all[2 * r], all[2 * r + 1]) / world.size();
+  return {{"comm_ms", all[2 * worst]}, {"exposed_comm_ms", all[2 * worst + 1]},
+          {"efficiency", efficiency(all[2 * worst], all[2 * worst + 1])}, {"rank", worst}, {"mean_efficiency", mean_eff}};
 }
 
 struct CheckedPass {
@@ -105,11 +145,13 @@ CheckedPass checked_pass(Strategy& s, const Config& c, ComputeBackend& compute, 
   const bool with_choices = assignments <= kTraceInlineLimit;
   s.set_record_choices(with_choices);
   s.reset();
+  timer.start_step();
   s.prefill(timer);
   timer.finish_step();
   if (gather) p.prefill = s.gather_output();
   record_step(world, s.step_load(), B * c.workload.prompt_tokens, with_choices, p.routing);
   for (int step = 0; step < c.workload.decode_steps; ++step) {
+    timer.start_step();
     s.decode_step(timer);
     timer.finish_step();
     if (gather) p.decode.push_back(s.gather_output());
@@ -161,6 +203,9 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
   const bool gather = options.verify || !options.dump_dir.empty();
   nlohmann::ordered_json dump_index;
   const double tol = tolerance_for(compute);
+  TraceRecorder recorder;
+  world.barrier();
+  TraceState trace{&recorder, 0, Clock::now()};
 
   for (size_t si = 0; si < config.strategies.size(); ++si) {
     const StrategyConfig& spec = config.strategies[si];
@@ -172,7 +217,9 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
 
     world.traffic().reset();
     compute.reset_counters();
-    const StepTimes times = measure(*strategy, config, compute, world);
+    recorder.add_strategy_name(spec.name);
+    trace.strategy = static_cast<int>(si);
+    const StepTimes times = measure(*strategy, config, compute, world, options.trace ? &trace : nullptr);
     std::vector<int64_t> flops{compute.flops()};
     world.all_reduce_sum_host(flops);
     const auto traffic = traffic_matrix(world);
@@ -193,9 +240,11 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
 
     const int iters = config.run.iterations;
     const int steps = config.workload.decode_steps;
-    nlohmann::ordered_json phases = {
-        {"prefill", phases_json(world, times.prefill_phases, times.prefill_wall_ms, iters)},
-        {"decode_step", phases_json(world, times.decode_phases, times.decode_wall_ms, double(iters) * steps)}};
+    nlohmann::ordered_json phases = {{"prefill", phases_json(world, times.prefill, iters)},
+                                     {"decode_step", phases_json(world, times.decode, double(iters) * steps)}};
+    nlohmann::ordered_json overlap = {{"mode", spec.overlap},
+                                      {"prefill", overlap_json(world, times.prefill, iters)},
+                                      {"decode_step", overlap_json(world, times.decode, double(iters) * steps)}};
     std::vector<double> mem{double(compute.peak_allocated_bytes())}, mem_sum = mem;
     world.all_reduce_max_host(mem);
     world.all_reduce_sum_host(mem_sum);
@@ -220,6 +269,7 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
                    {"tpot_ms", {{"mean", tpot.mean}, {"p50", tpot.p50}, {"p99", tpot.p99}}},
                    {"tokens_per_s", decode_total_s > 0 ? double(config.workload.batch_sequences) * steps * iters / decode_total_s : 0}};
     r["phases_ms"] = phases;
+    r["overlap"] = overlap;
     TrafficPrediction prediction;
     // The placement the strategy runs with (ep), for the traffic prediction and the cost model.
     const Placement* placement_used = strategy->placement();
@@ -254,6 +304,7 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
     dump_index["order"] = "global token order: sequence-major, then position; decode is step-major then sequence";
     write_file_atomic(options.dump_dir + "/index.json", dump_index.dump(2) + "\n");
   }
+  if (options.trace) outcome.trace = recorder.gather(world, topo);
   return outcome;
 }
 

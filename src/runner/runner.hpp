@@ -21,11 +21,13 @@ struct RunOptions {
   std::string dump_dir;   // empty: no dump
   std::shared_ptr<const RoutingSource> routing;   // workload.routing, loaded (required)
   std::map<std::string, Placement> plans;         // ep strategy name -> placement from a plan file
+  bool trace = false;     // record the stage spans of each strategy's first measured iteration
 };
 
 struct RunOutcome {
   nlohmann::ordered_json strategies = nlohmann::ordered_json::array();  // on world rank 0
   bool all_verified = true;   // same on every rank
+  nlohmann::ordered_json trace;   // Chrome trace events on world rank 0, when RunOptions::trace
 };
 
 // Collective over `world`. Results are complete on world rank 0.

@@ -2,12 +2,14 @@
 // of sequences and their KV cache, with full attention weights); the MoE is expert parallel: the
 // placement maps each expert to rank(s), tokens travel to their experts by an all-to-all (dispatch)
 // and back by a second one (combine). Per layer the story is: route -> plan -> dispatch -> experts
-// -> combine, in `chunks` token chunks.
+// -> combine, part by part (token chunks or micro-batches of sequences). The order of the stages,
+// and which of them overlap, is the step's schedule (schedule/schedule.hpp): this file executes it.
 #include <algorithm>
 
 #include "core/error.hpp"
 #include "placement/strategy_plan.hpp"
 #include "routing/dispatch_plan.hpp"
+#include "schedule/schedule.hpp"
 #include "strategies/blocks.hpp"
 #include "strategies/strategy.hpp"
 
@@ -21,6 +23,20 @@ struct EpLayer {
   std::unique_ptr<LoadBalancer> balancer;
 };
 
+// One part (chunk or micro-batch) in flight: its buffers, plans and posted transfers. Every part has
+// its own buffers, so that one part's transfer runs while another part computes.
+struct Part {
+  std::unique_ptr<GrowableMat> send, recv, out, returned;
+  DeviceIndex send_idx, combine_slot;
+  DeviceWeights combine_w;
+  Routing routing;                      // front per part: the part's routing before capacity
+  DispatchPlan plan;                    // host vectors stay alive while their uploads are queued
+  std::vector<int64_t> recv_rows_slot;  // [ranks * slots] rows from (source, my slot)
+  std::vector<int64_t> recv_rows;       // [ranks]
+  CommHandle dispatch, combine;
+  Event dispatch_posted, combine_posted;
+};
+
 class EpStrategy : public Strategy {
  public:
   explicit EpStrategy(const StrategyContext& ctx)
@@ -30,11 +46,12 @@ class EpStrategy : public Strategy {
     MOE_REQUIRE(s.ep == comm_.size(), "ep must equal the world size");
     ep_ = s.ep;
     rank_ = comm_.rank();
-    chunks_ = s.chunks;
     local_seqs_ = w_.batch_sequences / ep_;
     max_len_ = w_.prompt_tokens + w_.decode_steps;
     placement_ = ctx.plan ? *ctx.plan : plan_for_strategy(ctx.config, s, ctx.topology);
     check_placement(placement_, ep_);
+    prefill_schedule_ = build_ep_schedule(s, m_.layers, m_.attention, local_seqs_, w_.prompt_tokens);
+    decode_schedule_ = build_ep_schedule(s, m_.layers, m_.attention, local_seqs_, 1);
 
     const int64_t local_tokens = int64_t(local_seqs_) * w_.prompt_tokens;
     const int64_t d = m_.hidden;
@@ -48,18 +65,24 @@ class EpStrategy : public Strategy {
       el.balancer = std::make_unique<LoadBalancer>(s.load_balancing, m_.experts);
       layers_.push_back(std::move(el));
     }
+    const size_t num_parts = std::max(prefill_schedule_.parts.size(), decode_schedule_.parts.size());
+    int64_t part_rows = 1;
+    for (const PartRows& p : prefill_schedule_.parts) part_rows = std::max(part_rows, p.rows);
+    const int64_t assignments = part_rows * m_.top_k;
+    parts_.resize(num_parts);
+    for (Part& p : parts_) {
+      // Rows received depend on routing; start at the balanced expectation and grow on demand.
+      p.send = std::make_unique<GrowableMat>(compute_, assignments, d);
+      p.recv = std::make_unique<GrowableMat>(compute_, assignments, d);
+      p.out = std::make_unique<GrowableMat>(compute_, assignments, d);
+      p.returned = std::make_unique<GrowableMat>(compute_, assignments, d);
+      p.send_idx = compute_.alloc_index(assignments);
+      p.combine_slot = compute_.alloc_index(assignments);
+      p.combine_w = compute_.alloc_weights(assignments);
+    }
     x_ = compute_.alloc_mat(local_tokens, d);
     z_ = compute_.alloc_mat(local_tokens, d);
     partial_ = compute_.alloc_mat(local_tokens, d);
-    send_ = compute_.alloc_mat(local_tokens * m_.top_k, d);
-    returned_ = compute_.alloc_mat(local_tokens * m_.top_k, d);
-    // Received rows depend on routing; start at the balanced expectation.
-    recv_ = std::make_unique<GrowableMat>(compute_, local_tokens * m_.top_k, d);
-    regrouped_ = std::make_unique<GrowableMat>(compute_, local_tokens * m_.top_k, d);
-    expert_out_ = std::make_unique<GrowableMat>(compute_, local_tokens * m_.top_k, d);
-    send_idx_ = compute_.alloc_index(local_tokens * m_.top_k);
-    combine_slot_ = compute_.alloc_index(local_tokens * m_.top_k);
-    combine_w_ = compute_.alloc_weights(local_tokens * m_.top_k);
     last_idx_ = compute_.alloc_index(local_seqs_);
     next_input_ = compute_.alloc_mat(local_seqs_, d);
     prompt_ = compute_.alloc_mat(local_tokens, d);
@@ -78,7 +101,9 @@ class EpStrategy : public Strategy {
   nlohmann::ordered_json layout() const override {
     nlohmann::ordered_json experts_of_rank = nlohmann::ordered_json::array();
     for (const auto& lp : placement_.layers) experts_of_rank.push_back(lp.slots);
-    return {{"ep", ep_}, {"expert_tp", 1}, {"chunks", chunks_}, {"sequences_per_rank", local_seqs_},
+    return {{"ep", ep_}, {"expert_tp", 1}, {"chunks", ctx_.spec.chunks}, {"overlap", ctx_.spec.overlap},
+            {"prefill_parts", prefill_schedule_.parts.size()}, {"decode_parts", decode_schedule_.parts.size()},
+            {"immediate_routing", prefill_schedule_.front_per_part}, {"sequences_per_rank", local_seqs_},
             {"placement", placement_.algorithm}, {"max_experts_per_rank", placement_.layers.at(0).max_slots()},
             {"experts_of_rank", experts_of_rank}};
   }
@@ -88,10 +113,10 @@ class EpStrategy : public Strategy {
     for (auto& l : layers_) l.balancer->reset();
   }
 
-  void prefill(PhaseTimer& timer) override { run_step(timer, w_.prompt_tokens); }
+  void prefill(PhaseTimer& timer) override { run_step(timer, prefill_schedule_, w_.prompt_tokens); }
   void decode_step(PhaseTimer& timer) override {
     MOE_REQUIRE(past_len_ + 1 <= max_len_, "more decode steps than workload.decode_steps");
-    run_step(timer, 1);
+    run_step(timer, decode_schedule_, 1);
   }
 
   std::vector<float> gather_output() override {
@@ -103,157 +128,249 @@ class EpStrategy : public Strategy {
   }
 
  private:
-  void run_step(PhaseTimer& timer, int new_len) {
-    const int64_t rows = int64_t(local_seqs_) * new_len;
-    const int64_t step_tokens = int64_t(w_.batch_sequences) * new_len;
-    const Mat x = x_.slice_rows(0, rows);
-    compute_.copy(new_len == 1 ? next_input_view() : prompt_.view, x);
-    begin_step_choices(m_.layers, step_tokens, m_.top_k);
+  // The step in the schedule's order: x holds the rank's rows and is updated in place, part by part.
+  void run_step(PhaseTimer& timer, const Schedule& schedule, int new_len) {
+    step_ = Step{&schedule, new_len, int64_t(local_seqs_) * new_len, int64_t(w_.batch_sequences) * new_len};
+    compute_.copy(new_len == 1 ? next_input_.view : prompt_.view, x_.slice_rows(0, step_.rows));
+    begin_step_choices(m_.layers, step_.global_tokens, m_.top_k);
     std::fill(step_load_.processed.begin(), step_load_.processed.end(), 0);
-    for (int l = 0; l < m_.layers; ++l) layer_forward(timer, l, x, new_len, step_tokens);
+    for (const Stage& stage : schedule.stages) {
+      switch (stage.kind) {
+        case StageKind::attention: attention(timer, stage); break;
+        case StageKind::gate: route(timer, stage); break;
+        case StageKind::counts: plan_and_count(timer, stage.layer); break;
+        case StageKind::pack: pack(timer, stage); break;
+        case StageKind::dispatch: dispatch(stage); break;
+        case StageKind::experts: experts(timer, stage); break;
+        case StageKind::combine: combine(stage); break;
+        case StageKind::unpack: unpack(timer, stage); break;
+        default: MOE_REQUIRE(false, std::string("ep: unexpected stage ") + stage_name(stage.kind));
+      }
+    }
     for (auto& L : layers_) L.balancer->end_step();  // step boundary
-    last_rows_ = rows;
+    last_rows_ = step_.rows;
     past_len_ += new_len;
     // Next decode input: rms of each local sequence's last output row (no communication).
     std::vector<int32_t> last(local_seqs_);
     for (int s = 0; s < local_seqs_; ++s) last[s] = s * new_len + new_len - 1;
     compute_.upload_index(last.data(), last_idx_.view, Stream::compute);
-    compute_.gather_rows(x, last_idx_.view, next_input_view());
-    compute_.rms_norm(next_input_view(), next_input_view());
+    compute_.gather_rows(x_.slice_rows(0, step_.rows), last_idx_.view, next_input_.view);
+    compute_.rms_norm(next_input_.view, next_input_.view);
   }
 
-  // Next decode input of every local sequence: [local_seqs x d].
-  Mat next_input_view() const { return next_input_.view; }
-
-  void layer_forward(PhaseTimer& timer, int l, const Mat& x, int new_len, int64_t step_tokens) {
-    EpLayer& L = layers_[l];
-    const Mat z = z_.slice_rows(0, x.rows), moe_out = partial_.slice_rows(0, x.rows);
-    if (L.attention) {
-      ScopedPhase p(timer, Phase::attention);
-      compute_.rms_norm(x, z);
-      L.attention->forward(z, 0, local_seqs_, past_len_, new_len, moe_out);
-      compute_.add(x, moe_out);  // h = x + Attn(rms(x))
-    }
-    Routing r = route(timer, l, x, z, new_len, step_tokens);
-    const int num_chunks = static_cast<int>(std::min<int64_t>(chunks_, std::max<int64_t>(x.rows, 1)));
-    for (int c = 0; c < num_chunks; ++c) {
-      const int t0 = static_cast<int>(x.rows * c / num_chunks), t1 = static_cast<int>(x.rows * (c + 1) / num_chunks);
-      moe_chunk(timer, l, r, z, t0, t1 - t0, moe_out);
-    }
-    compute_.add(x, moe_out);  // y = h + MoE(rms(h))
+  // Rows of a stage's part (part -1: every row of the rank).
+  PartRows rows_of(int part) const {
+    if (part >= 0) return step_.schedule->parts.at(part);
+    return PartRows{0, step_.rows, 0, local_seqs_};
   }
+  SpanTag tag(const Stage& s, int64_t bytes = 0) const { return SpanTag{stage_name(s.kind), s.layer, s.part, bytes}; }
 
-  // Gate, top-k, capacity in global token order (earlier ranks' tokens come first) and the global
-  // per-expert counts for the balancer and the load report.
-  Routing route(PhaseTimer& timer, int l, const Mat& x, const Mat& z, int new_len, int64_t step_tokens) {
-    ScopedPhase p(timer, Phase::gate);
-    EpLayer& L = layers_[l];
+  // h = x + Attn(rms(x)) over the part's sequences.
+  void attention(PhaseTimer& timer, const Stage& s) {
+    const PartRows pr = rows_of(s.part);
+    if (pr.rows == 0) return;
+    ScopedPhase p(timer, Phase::attention, tag(s));
+    const Mat x = x_.slice_rows(pr.row0, pr.rows), z = z_.slice_rows(pr.row0, pr.rows);
+    const Mat attn = partial_.slice_rows(pr.row0, pr.rows);
     compute_.rms_norm(x, z);
-    const int seq0 = rank_ * local_seqs_;
-    Routing r = L.gate->route(z, TokenBlock{l, seq0, local_seqs_, past_len_, new_len}, L.balancer->multipliers());
-    record_choices(l, int64_t(seq0) * new_len, r);
+    layers_[s.layer].attention->forward(z, pr.seq0, pr.seqs, past_len_, step_.new_len, attn);
+    compute_.add(x, attn);
+  }
+
+  // Gate and top-k of the part's tokens (before capacity, which needs the whole layer-step).
+  void route(PhaseTimer& timer, const Stage& s) {
+    const PartRows pr = rows_of(s.part);
+    EpLayer& L = layers_[s.layer];
+    Routing r = empty_routing(m_.experts, m_.top_k);
+    if (pr.rows > 0) {
+      ScopedPhase p(timer, Phase::gate, tag(s));
+      const Mat x = x_.slice_rows(pr.row0, pr.rows), z = z_.slice_rows(pr.row0, pr.rows);
+      compute_.rms_norm(x, z);
+      const int seq0 = rank_ * local_seqs_ + pr.seq0;
+      r = L.gate->route(z, TokenBlock{s.layer, seq0, pr.seqs, past_len_, step_.new_len}, L.balancer->multipliers());
+      record_choices(s.layer, int64_t(seq0) * step_.new_len, r);
+    }
+    if (s.part >= 0) parts_[s.part].routing = std::move(r);
+    else layer_routing_ = std::move(r);
+  }
+
+  // The layer's routing (its parts' in order), capacity in global token order (earlier ranks'
+  // tokens first), every part's dispatch plan, and the layer's one count exchange: every part's
+  // rows per (destination, slot) and this rank's chosen and dropped counts per expert. With a
+  // capacity limit the chosen counts go first in a round of their own (a rank's drops depend on the
+  // earlier ranks' choices).
+  void plan_and_count(PhaseTimer& timer, int l) {
+    const Schedule& sched = *step_.schedule;
+    const int P = static_cast<int>(sched.parts.size()), E = m_.experts;
+    const LayerPlacement& lp = placement_.layers[l];
+    const int S = std::max(1, lp.max_slots());
+    const SpanTag plan_tag{"plan", l, -1, 0}, counts_tag{stage_name(StageKind::counts), l, -1, 0};
+    // A blocking host exchange: a communication span nothing can overlap.
+    auto exchange = [&](const std::vector<int64_t>& send, int per_peer) {
+      const Event start = compute_.record(Stream::compute);
+      std::vector<int64_t> in = comm_.all_to_all_counts(send, per_peer);
+      timer.communication(Phase::dispatch, Stream::compute, start, compute_.record(Stream::compute), counts_tag);
+      return in;
+    };
+    Routing& r = layer_routing_;
+    if (sched.front_per_part) {
+      r = empty_routing(E, m_.top_k);
+      for (int q = 0; q < P; ++q) append_routing(r, parts_[q].routing);
+    }
     const double factor = ctx_.spec.load_balancing.capacity_factor;
     if (factor > 0) {
-      const std::vector<int64_t> earlier = comm_.exclusive_scan_host(r.chosen_per_expert);
-      apply_capacity(r, m_.experts, expert_capacity(factor, step_tokens, m_.top_k, m_.experts), earlier);
+      std::vector<int64_t> mine;
+      for (int q = 0; q < ep_; ++q) mine.insert(mine.end(), r.chosen_per_expert.begin(), r.chosen_per_expert.end());
+      const std::vector<int64_t> all = exchange(mine, E);
+      std::vector<int64_t> earlier(E, 0);
+      for (int q = 0; q < rank_; ++q)
+        for (int e = 0; e < E; ++e) earlier[e] += all[int64_t(q) * E + e];
+      apply_capacity(r, E, expert_capacity(factor, step_.global_tokens, m_.top_k, E), earlier);
     }
-    std::vector<int64_t> counts(r.chosen_per_expert);
-    counts.insert(counts.end(), r.dropped_per_expert.begin(), r.dropped_per_expert.end());
-    comm_.all_reduce_sum_host(counts);
-    const std::vector<int64_t> chosen(counts.begin(), counts.begin() + m_.experts);
-    L.balancer->observe(step_tokens, chosen);
+    const int64_t per_peer = int64_t(P) * S + 2 * E;
+    std::vector<int64_t> out(per_peer * ep_, 0);
+    {
+      ScopedPhase p(timer, Phase::dispatch, plan_tag);
+      for (int q = 0; q < P; ++q) {
+        const PartRows pr = sched.parts[q];
+        parts_[q].plan = make_dispatch_plan(r, static_cast<int>(pr.row0), static_cast<int>(pr.rows), lp, rank_, ctx_.topology);
+        for (int dst = 0; dst < ep_; ++dst)
+          for (int sl = 0; sl < S; ++sl)
+            out[dst * per_peer + int64_t(q) * S + sl] = parts_[q].plan.send_rows_slot[int64_t(dst) * S + sl];
+      }
+      for (int dst = 0; dst < ep_; ++dst) {
+        std::copy(r.chosen_per_expert.begin(), r.chosen_per_expert.end(), out.begin() + dst * per_peer + int64_t(P) * S);
+        std::copy(r.dropped_per_expert.begin(), r.dropped_per_expert.end(), out.begin() + dst * per_peer + int64_t(P) * S + E);
+      }
+    }
+    const std::vector<int64_t> in = exchange(out, static_cast<int>(per_peer));
+    std::vector<int64_t> chosen(E, 0), dropped(E, 0);
+    for (int q = 0; q < P; ++q) {
+      Part& part = parts_[q];
+      part.recv_rows_slot.assign(int64_t(ep_) * S, 0);
+      part.recv_rows.assign(ep_, 0);
+      for (int src = 0; src < ep_; ++src)
+        for (int sl = 0; sl < S; ++sl) {
+          const int64_t n = in[src * per_peer + int64_t(q) * S + sl];
+          part.recv_rows_slot[int64_t(src) * S + sl] = n;
+          part.recv_rows[src] += n;
+        }
+    }
+    for (int src = 0; src < ep_; ++src)
+      for (int e = 0; e < E; ++e) {
+        chosen[e] += in[src * per_peer + int64_t(P) * S + e];
+        dropped[e] += in[src * per_peer + int64_t(P) * S + E + e];
+      }
+    layers_[l].balancer->observe(step_.global_tokens, chosen);
     step_load_.chosen_here[l] = r.chosen_per_expert;
     step_load_.dropped_here[l] = r.dropped_per_expert;
     if (rank_ == 0) {
       step_load_.chosen[l] = chosen;
-      step_load_.dropped[l].assign(counts.begin() + m_.experts, counts.end());
-    }
-    return r;
-  }
-
-  void moe_chunk(PhaseTimer& timer, int l, const Routing& r, const Mat& z, int t0, int n, const Mat& moe_out) {
-    const LayerPlacement& lp = placement_.layers[l];
-    DispatchPlan plan;
-    ReceivePlan rplan;
-    Mat recv, back;
-    {
-      ScopedPhase p(timer, Phase::dispatch);
-      plan = make_dispatch_plan(r, t0, n, lp, rank_, ctx_.topology);
-      std::vector<int64_t> recv_rows_slot(int64_t(ep_) * plan.max_slots, 0);
-      for (int sl = 0; sl < plan.max_slots; ++sl) {
-        std::vector<int64_t> out(ep_);
-        for (int q = 0; q < ep_; ++q) out[q] = plan.send_rows_slot[int64_t(q) * plan.max_slots + sl];
-        const std::vector<int64_t> in = comm_.all_to_all_counts(out);
-        for (int q = 0; q < ep_; ++q) recv_rows_slot[int64_t(q) * plan.max_slots + sl] = in[q];
-      }
-      rplan = make_receive_plan(recv_rows_slot, ep_, plan.max_slots);
-      const int64_t sent = static_cast<int64_t>(plan.send_token.size());
-      const Mat send = send_.slice_rows(0, sent);
-      compute_.upload_index(plan.send_token.data(), IndexVec{send_idx_.view.data, sent}, Stream::compute);
-      compute_.gather_rows(z.slice_rows(t0, n), IndexVec{send_idx_.view.data, sent}, send);
-      recv = recv_->rows(static_cast<int64_t>(rplan.to_slot_major.size()));
-      comm_.all_to_all_v(send, plan.send_rows, recv, rplan.recv_rows, Stream::compute);
-    }
-    {
-      ScopedPhase p(timer, Phase::expert);
-      const int64_t received = recv.rows;
-      step_load_.processed[l] += received;
-      const Mat out = expert_out_->rows(received);
-      std::vector<int64_t> rows_per_expert(rplan.rows_per_slot.begin(),
-                                           rplan.rows_per_slot.begin() + L_experts(l));
-      if (rplan.identity) {
-        layers_[l].experts->run(recv, rows_per_expert, out);
-        back = out;
-      } else {
-        // Regroup source-major -> slot-major, run, and restore source-major order for the return trip.
-        const Mat grouped = regrouped_->rows(received);
-        upload_regroup(rplan.to_slot_major);
-        compute_.gather_rows(recv, regroup_view(), grouped);
-        layers_[l].experts->run(grouped, rows_per_expert, out);
-        upload_regroup(rplan.to_source_major);
-        compute_.gather_rows(out, regroup_view(), recv);
-        back = recv;
-      }
-    }
-    {
-      ScopedPhase p(timer, Phase::combine);
-      const Mat returned = returned_.slice_rows(0, static_cast<int64_t>(plan.send_token.size()));
-      comm_.all_to_all_v(back, rplan.recv_rows, returned, plan.send_rows, Stream::compute);
-      const int64_t kn = int64_t(n) * m_.top_k;
-      compute_.upload_index(plan.combine_slot.data(), IndexVec{combine_slot_.view.data, kn}, Stream::compute);
-      compute_.upload_weights(plan.combine_weight.data(), WeightVec{combine_w_.view.data, kn}, Stream::compute);
-      compute_.weighted_combine(returned, IndexVec{combine_slot_.view.data, kn}, WeightVec{combine_w_.view.data, kn},
-                                m_.top_k, moe_out.slice_rows(t0, n), false);
+      step_load_.dropped[l] = dropped;
     }
   }
 
-  int L_experts(int l) const { return static_cast<int>(placement_.layers[l].slots[rank_].size()); }
-
-  void upload_regroup(const std::vector<int32_t>& idx) {
-    if (regroup_dev_.view.size < static_cast<int64_t>(idx.size())) {
-      compute_.synchronize_all();
-      regroup_dev_ = compute_.alloc_index(std::max<int64_t>(idx.size(), regroup_dev_.view.size * 3 / 2));
-    }
-    regroup_n_ = static_cast<int64_t>(idx.size());
-    compute_.upload_index(idx.data(), IndexVec{regroup_dev_.view.data, regroup_n_}, Stream::compute);
-    compute_.synchronize(Stream::compute);  // `idx` is reused by the next upload
+  // Gather the part's rows to send, in (destination, slot, token) order.
+  void pack(PhaseTimer& timer, const Stage& s) {
+    Part& part = parts_[s.part];
+    const PartRows pr = rows_of(s.part);
+    const int64_t sent = static_cast<int64_t>(part.plan.send_token.size());
+    ScopedPhase p(timer, Phase::dispatch, tag(s));
+    const IndexVec idx{part.send_idx.view.data, sent};
+    compute_.upload_index(part.plan.send_token.data(), idx, Stream::compute);
+    compute_.gather_rows(z_.slice_rows(pr.row0, pr.rows), idx, part.send->rows(sent));
   }
-  IndexVec regroup_view() const { return IndexVec{regroup_dev_.view.data, regroup_n_}; }
+
+  int64_t total(const std::vector<int64_t>& v) const {
+    int64_t t = 0;
+    for (int64_t n : v) t += n;
+    return t;
+  }
+  int64_t bytes_to_others(const std::vector<int64_t>& rows) const {
+    return (total(rows) - rows[rank_]) * m_.hidden * dtype_bytes(compute_.dtype());
+  }
+
+  void dispatch(const Stage& s) {
+    Part& part = parts_[s.part];
+    const Mat send = part.send->rows(total(part.plan.send_rows));
+    const Mat recv = part.recv->rows(total(part.recv_rows));
+    part.dispatch_posted = compute_.record(Stream::compute);
+    part.dispatch = comm_.post_all_to_all_v(send, part.plan.send_rows, recv, part.recv_rows, Stream::compute);
+  }
+
+  // The rank's experts on the rows of each source as they arrive (rows from one source are grouped
+  // by slot), writing outputs in the received order, ready for the return trip.
+  void experts(PhaseTimer& timer, const Stage& s) {
+    Part& part = parts_[s.part];
+    ExpertBank& bank = *layers_[s.layer].experts;
+    const int S = static_cast<int>(part.recv_rows_slot.size() / ep_);
+    const int64_t received = total(part.recv_rows);
+    const Mat recv = part.recv->rows(received), out = part.out->rows(received);
+    std::vector<int64_t> offset(ep_ + 1, 0);
+    for (int q = 0; q < ep_; ++q) offset[q + 1] = offset[q] + part.recv_rows[q];
+    Event arrived;
+    for (int src; (src = comm_.wait_next_source(part.dispatch, Stream::compute, &arrived)) >= 0;) {
+      if (part.recv_rows[src] == 0) continue;
+      ScopedPhase p(timer, Phase::expert, SpanTag{stage_name(s.kind), s.layer, s.part, part.recv_rows[src]});
+      std::vector<int64_t> rows_per_slot(bank.experts().size(), 0);
+      for (size_t sl = 0; sl < rows_per_slot.size(); ++sl) rows_per_slot[sl] = part.recv_rows_slot[int64_t(src) * S + sl];
+      bank.run(recv.slice_rows(offset[src], part.recv_rows[src]), rows_per_slot, out.slice_rows(offset[src], part.recv_rows[src]));
+    }
+    timer.communication(Phase::dispatch, Stream::send, part.dispatch_posted, arrived,
+                        SpanTag{stage_name(StageKind::dispatch), s.layer, s.part, bytes_to_others(part.plan.send_rows)});
+    step_load_.processed[s.layer] += received;
+  }
+
+  void combine(const Stage& s) {
+    Part& part = parts_[s.part];
+    const Mat back = part.out->rows(total(part.recv_rows));
+    const Mat returned = part.returned->rows(total(part.plan.send_rows));
+    part.combine_posted = compute_.record(Stream::compute);
+    part.combine = comm_.post_all_to_all_v(back, part.recv_rows, returned, part.plan.send_rows, Stream::compute);
+  }
+
+  // y = h + sum_j w_j * expert_j(rms(h)) for the part's tokens.
+  void unpack(PhaseTimer& timer, const Stage& s) {
+    Part& part = parts_[s.part];
+    const PartRows pr = rows_of(s.part);
+    const Event back = comm_.wait(part.combine, Stream::compute);
+    timer.communication(Phase::combine, Stream::send, part.combine_posted, back,
+                        SpanTag{stage_name(StageKind::combine), s.layer, s.part, bytes_to_others(part.recv_rows)});
+    if (pr.rows == 0) return;
+    ScopedPhase p(timer, Phase::combine, tag(s));
+    const int64_t kn = pr.rows * m_.top_k;
+    const IndexVec slot{part.combine_slot.view.data, kn};
+    const WeightVec weight{part.combine_w.view.data, kn};
+    compute_.upload_index(part.plan.combine_slot.data(), slot, Stream::compute);
+    compute_.upload_weights(part.plan.combine_weight.data(), weight, Stream::compute);
+    const Mat moe = partial_.slice_rows(pr.row0, pr.rows);
+    compute_.weighted_combine(part.returned->rows(total(part.plan.send_rows)), slot, weight, m_.top_k, moe, false);
+    compute_.add(x_.slice_rows(pr.row0, pr.rows), moe);
+  }
+
+  struct Step {
+    const Schedule* schedule = nullptr;
+    int new_len = 0;
+    int64_t rows = 0;            // this rank's token rows
+    int64_t global_tokens = 0;   // every rank's
+  };
 
   StrategyContext ctx_;
   const ModelConfig& m_;
   const WorkloadConfig& w_;
   ComputeBackend& compute_;
   Comm& comm_;
-  int ep_ = 1, rank_ = 0, chunks_ = 1, local_seqs_ = 0, max_len_ = 0, past_len_ = 0;
+  int ep_ = 1, rank_ = 0, local_seqs_ = 0, max_len_ = 0, past_len_ = 0;
   int64_t last_rows_ = 0;
   Placement placement_;
+  Schedule prefill_schedule_, decode_schedule_;
+  Step step_;
   std::vector<EpLayer> layers_;
-  DeviceMat x_, z_, partial_, send_, returned_, prompt_, next_input_;
-  std::unique_ptr<GrowableMat> recv_, regrouped_, expert_out_;
-  DeviceIndex send_idx_, combine_slot_, last_idx_, regroup_dev_;
-  DeviceWeights combine_w_;
-  int64_t regroup_n_ = 0;
+  std::vector<Part> parts_;
+  Routing layer_routing_;
+  // x: the rank's rows (updated in place); z: rms-normed rows; partial_: attention and MoE outputs.
+  DeviceMat x_, z_, partial_, prompt_, next_input_;
+  DeviceIndex last_idx_;
 };
 
 }  // namespace

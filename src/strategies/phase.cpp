@@ -1,5 +1,7 @@
-// Phase names and event-based phase timing.
+// Phase names, span recording and the overlap arithmetic on spans.
 #include "strategies/phase.hpp"
+
+#include <algorithm>
 
 #include "core/error.hpp"
 
@@ -20,11 +22,48 @@ const char* phase_name(Phase p) {
   return "?";
 }
 
-void PhaseTimer::begin(Phase p) {
+namespace {
+// Sorted, merged, non-empty intervals.
+std::vector<Interval> merged(std::vector<Interval> v) {
+  std::sort(v.begin(), v.end(), [](const Interval& a, const Interval& b) { return a.begin < b.begin; });
+  std::vector<Interval> out;
+  for (const Interval& i : v) {
+    if (i.end <= i.begin) continue;
+    if (!out.empty() && i.begin <= out.back().end) out.back().end = std::max(out.back().end, i.end);
+    else out.push_back(i);
+  }
+  return out;
+}
+}  // namespace
+
+double union_ms(std::vector<Interval> v) {
+  double t = 0;
+  for (const Interval& i : merged(std::move(v))) t += i.end - i.begin;
+  return t;
+}
+
+double uncovered_ms(std::vector<Interval> a, std::vector<Interval> b) {
+  const std::vector<Interval> ma = merged(std::move(a)), mb = merged(std::move(b));
+  double covered = 0;
+  size_t j = 0;
+  for (const Interval& i : ma) {
+    while (j < mb.size() && mb[j].end <= i.begin) ++j;
+    for (size_t k = j; k < mb.size() && mb[k].begin < i.end; ++k)
+      covered += std::min(i.end, mb[k].end) - std::max(i.begin, mb[k].begin);
+  }
+  return union_ms(ma) - covered;
+}
+
+void PhaseTimer::start_step() {
+  origin_ = compute_.record(Stream::compute);
+  has_origin_ = true;
+}
+
+void PhaseTimer::begin(Phase p, SpanTag tag) {
   MOE_REQUIRE(!open_, std::string("phase ") + phase_name(p) + " begins inside another phase");
   open_ = true;
-  compute_.range_push(phase_name(p));
-  spans_.push_back(Span{p, compute_.record(Stream::compute), Event{}});
+  compute_.range_push(tag.stage[0] ? tag.stage : phase_name(p));
+  spans_.push_back(Span{p, Stream::compute, false, compute_.record(Stream::compute), Event{}, tag});
 }
 
 void PhaseTimer::end() {
@@ -34,14 +73,33 @@ void PhaseTimer::end() {
   open_ = false;
 }
 
-PhaseTimes PhaseTimer::finish_step() {
+void PhaseTimer::communication(Phase p, Stream s, Event start, Event stop, SpanTag tag) {
+  spans_.push_back(Span{p, s, true, start, stop, tag});
+}
+
+StepSpans PhaseTimer::finish_step() {
   MOE_REQUIRE(!open_, "finish_step inside an open phase");
   compute_.synchronize_all();
-  PhaseTimes t{};
-  for (const Span& s : spans_) t[static_cast<int>(s.phase)] += compute_.elapsed_ms(s.start, s.stop);
+  StepSpans out;
+  if (!spans_.empty()) {
+    const Event origin = has_origin_ ? origin_ : spans_.front().start;
+    std::vector<Interval> all, comm, work;
+    for (const Span& s : spans_) {
+      double a = compute_.elapsed_ms(origin, s.start), b = compute_.elapsed_ms(origin, s.stop);
+      b = std::max(a, b);
+      out.phases[static_cast<int>(s.phase)] += b - a;
+      all.push_back({a, b});
+      (s.communication ? comm : work).push_back({a, b});
+      if (keep_) out.spans.push_back(SpanRecord{s.phase, s.stream, s.communication, a, b, s.tag});
+    }
+    out.busy_ms = union_ms(all);
+    out.comm_ms = union_ms(comm);
+    out.exposed_comm_ms = uncovered_ms(comm, work);
+  }
   spans_.clear();
+  has_origin_ = false;
   compute_.reset_events();
-  return t;
+  return out;
 }
 
 }  // namespace moe

@@ -1,4 +1,7 @@
-// Named phases of a step and the timer that attributes device time to them with backend events.
+// Named phases of a step and the timer that records the spans of a step's stages with backend
+// events: compute spans bracket work on the compute stream, communication spans run from a
+// transfer's posting to its completion. From the spans come the per-phase times, the overlap of
+// communication with computation, and the per-rank trace.
 #pragma once
 #include <array>
 #include <string>
@@ -14,30 +17,75 @@ const char* phase_name(Phase p);
 
 using PhaseTimes = std::array<double, kNumPhases>;  // milliseconds
 
-// Brackets phases with events on the compute stream; finish_step() synchronizes and returns the
-// milliseconds spent in each phase since the last finish_step(). Phases do not nest.
+// What a span was: the stage name, layer, part (chunk or micro-batch) and bytes moved.
+struct SpanTag {
+  const char* stage = "";
+  int layer = -1;
+  int part = -1;
+  int64_t bytes = 0;
+};
+
+// One span, in milliseconds since the step's origin.
+struct SpanRecord {
+  Phase phase = Phase::other;
+  Stream stream = Stream::compute;
+  bool communication = false;
+  double start_ms = 0, end_ms = 0;
+  SpanTag tag;
+};
+
+// A half-open interval [begin, end) in milliseconds.
+struct Interval {
+  double begin = 0, end = 0;
+};
+// Total length of the union of `v`.
+double union_ms(std::vector<Interval> v);
+// Length of the union of `a` not covered by the union of `b`.
+double uncovered_ms(std::vector<Interval> a, std::vector<Interval> b);
+
+struct StepSpans {
+  PhaseTimes phases{};          // summed span time per phase (spans of different streams may overlap)
+  double busy_ms = 0;           // union of every span
+  double comm_ms = 0;           // union of the communication spans
+  double exposed_comm_ms = 0;   // of it, the time not covered by a compute span
+  std::vector<SpanRecord> spans;   // kept only with keep_spans(true)
+};
+
 class PhaseTimer {
  public:
   explicit PhaseTimer(ComputeBackend& compute) : compute_(compute) {}
-  void begin(Phase p);
+  // Origin of the step's span times (the runner calls it right after the step's barrier).
+  void start_step();
+  // A compute span on the compute stream. Compute spans do not nest.
+  void begin(Phase p, SpanTag tag = {});
   void end();
-  PhaseTimes finish_step();
+  // A communication span between two recorded events (posting and completion).
+  void communication(Phase p, Stream s, Event start, Event stop, SpanTag tag = {});
+  void keep_spans(bool on) { keep_ = on; }
+  // Synchronizes the device and returns the step's spans; the next step starts empty.
+  StepSpans finish_step();
 
  private:
   struct Span {
     Phase phase;
+    Stream stream;
+    bool communication;
     Event start;
     Event stop;
+    SpanTag tag;
   };
   ComputeBackend& compute_;
   std::vector<Span> spans_;
+  Event origin_;
+  bool has_origin_ = false;
   bool open_ = false;
+  bool keep_ = false;
 };
 
 // RAII bracket: { ScopedPhase s(timer, Phase::gate); ... }
 class ScopedPhase {
  public:
-  ScopedPhase(PhaseTimer& t, Phase p) : t_(t) { t_.begin(p); }
+  ScopedPhase(PhaseTimer& t, Phase p, SpanTag tag = {}) : t_(t) { t_.begin(p, tag); }
   ~ScopedPhase() { t_.end(); }
   ScopedPhase(const ScopedPhase&) = delete;
   ScopedPhase& operator=(const ScopedPhase&) = delete;

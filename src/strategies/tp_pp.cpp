@@ -6,6 +6,7 @@
 
 #include "core/error.hpp"
 #include "routing/dispatch_plan.hpp"
+#include "schedule/schedule.hpp"
 #include "strategies/blocks.hpp"
 #include "strategies/strategy.hpp"
 
@@ -34,6 +35,7 @@ class TpPpStrategy : public Strategy {
     layers_per_stage_ = m_.layers / pp_;
     first_layer_ = stage_ * layers_per_stage_;
     microbatches_ = s.microbatches;
+    schedule_ = build_tp_pp_schedule(s, stage_, pp_, layers_per_stage_, m_.attention);
     mb_seqs_ = w_.batch_sequences / microbatches_;
     max_len_ = w_.prompt_tokens + w_.decode_steps;
     const int64_t mb_tokens = int64_t(mb_seqs_) * w_.prompt_tokens;
@@ -53,7 +55,7 @@ class TpPpStrategy : public Strategy {
       layers_.push_back(std::move(sl));
     }
     const int64_t d = m_.hidden;
-    x_ = compute_.alloc_mat(mb_tokens, d);
+    x_ = compute_.alloc_mat(int64_t(w_.batch_sequences) * w_.prompt_tokens, d);   // every micro-batch
     z_ = compute_.alloc_mat(mb_tokens, d);
     partial_ = compute_.alloc_mat(mb_tokens, d);
     perm_in_ = compute_.alloc_mat(mb_tokens * m_.top_k, d);
@@ -69,14 +71,13 @@ class TpPpStrategy : public Strategy {
       compute_.upload(host.data(), prompt_.view, Stream::compute);
       compute_.synchronize(Stream::compute);
     }
-    if (stage_ == pp_ - 1) output_ = compute_.alloc_mat(int64_t(w_.batch_sequences) * w_.prompt_tokens, d);
     step_load_.chosen.assign(m_.layers, std::vector<int64_t>(m_.experts, 0));
     step_load_.dropped = step_load_.chosen;
   }
 
   std::string kind() const override { return "tp_pp"; }
   nlohmann::ordered_json layout() const override {
-    return {{"tp", tp_}, {"pp", pp_}, {"microbatches", microbatches_}, {"layers_per_stage", layers_per_stage_},
+    return {{"tp", tp_}, {"pp", pp_}, {"microbatches", microbatches_}, {"overlap", ctx_.spec.overlap}, {"layers_per_stage", layers_per_stage_},
             {"heads_per_rank", m_.attention ? m_.heads / tp_ : 0}, {"experts_per_rank", m_.experts},
             {"expert_shard_ffn_columns", m_.ffn_hidden / tp_}};
   }
@@ -95,7 +96,7 @@ class TpPpStrategy : public Strategy {
   std::vector<float> gather_output() override {
     std::vector<float> mine;
     if (stage_ == pp_ - 1 && tp_rank_ == 0) {
-      const Mat out = output_.slice_rows(0, last_rows_);
+      const Mat out = x_.slice_rows(0, last_rows_);
       mine.resize(static_cast<size_t>(out.elements()));
       compute_.download(out, mine.data(), Stream::compute);
       compute_.synchronize(Stream::compute);
@@ -104,43 +105,39 @@ class TpPpStrategy : public Strategy {
   }
 
  private:
-  // One step (prefill with new_len = prompt tokens, or decode with new_len = 1) through the pipeline.
+  // One step (prefill with new_len = prompt tokens, or decode with new_len = 1) through the
+  // pipeline, in the order of the stage's schedule. Micro-batch m lives in rows
+  // [m*mb_rows, +mb_rows) of x_ from its arrival to its departure (on the last stage: to the end).
   void run_step(PhaseTimer& timer, int new_len) {
     const int64_t step_tokens = int64_t(w_.batch_sequences) * new_len;
-    const int64_t mb_rows = int64_t(mb_seqs_) * new_len;
-    const int64_t capacity = expert_capacity(ctx_.spec.load_balancing.capacity_factor, step_tokens, m_.top_k, m_.experts);
+    step_ = Step{new_len, int64_t(mb_seqs_) * new_len,
+                 expert_capacity(ctx_.spec.load_balancing.capacity_factor, step_tokens, m_.top_k, m_.experts)};
     for (auto& c : step_load_.chosen) std::fill(c.begin(), c.end(), 0);
     for (auto& c : step_load_.dropped) std::fill(c.begin(), c.end(), 0);
     begin_step_choices(m_.layers, step_tokens, m_.top_k);
-    std::vector<std::vector<int64_t>> chosen(layers_per_stage_, std::vector<int64_t>(m_.experts, 0));
-    std::vector<std::vector<int64_t>> dropped = chosen;
-    const Mat x = x_.slice_rows(0, mb_rows);
-
-    for (int mb = 0; mb < microbatches_; ++mb) {
-      const int seq0 = mb * mb_seqs_;
-      if (stage_ == 0) {
-        const Mat src = new_len == 1 ? next_input_.slice_rows(seq0, mb_seqs_) : prompt_.slice_rows(seq0 * int64_t(new_len), mb_rows);
-        compute_.copy(src, x);
-      } else {
-        ScopedPhase p(timer, Phase::pp_transfer);
-        pp_comm_->recv(x, stage_ - 1, Stream::compute);
-      }
-      for (int i = 0; i < layers_per_stage_; ++i)
-        layer_forward(timer, i, x, seq0, new_len, capacity, chosen[i], dropped[i]);
-      if (stage_ < pp_ - 1) {
-        ScopedPhase p(timer, Phase::pp_transfer);
-        pp_comm_->send(x, stage_ + 1, Stream::compute);
-      } else {
-        compute_.copy(x, output_.slice_rows(seq0 * int64_t(new_len), mb_rows));
+    chosen_.assign(layers_per_stage_, std::vector<int64_t>(m_.experts, 0));
+    dropped_ = chosen_;
+    arrived_.assign(microbatches_, false);
+    recvs_.assign(microbatches_, Transfer{});
+    sends_.assign(microbatches_, Transfer{});
+    for (const Stage& st : schedule_.stages) {
+      switch (st.kind) {
+        case StageKind::pp_recv: receive(timer, st.part); break;
+        case StageKind::attention: attention(timer, st.layer, st.part); break;
+        case StageKind::moe_local: moe_local(timer, st.layer, st.part); break;
+        case StageKind::tp_allreduce: all_reduce_add(timer, st.layer, st.part); break;
+        case StageKind::pp_send: send(timer, st.part); break;
+        default: MOE_REQUIRE(false, std::string("tp_pp: unexpected stage ") + stage_name(st.kind));
       }
     }
+    for (int mb = 0; mb < microbatches_; ++mb) complete(timer, sends_[mb], Phase::pp_transfer, "pp_send", mb);
     // Step boundary: global counts of this stage's layers feed the balancers.
     for (int i = 0; i < layers_per_stage_; ++i) {
-      layers_[i].balancer->observe(step_tokens, chosen[i]);
+      layers_[i].balancer->observe(step_tokens, chosen_[i]);
       layers_[i].balancer->end_step();
       if (tp_rank_ == 0) {
-        step_load_.chosen[first_layer_ + i] = chosen[i];
-        step_load_.dropped[first_layer_ + i] = dropped[i];
+        step_load_.chosen[first_layer_ + i] = chosen_[i];
+        step_load_.dropped[first_layer_ + i] = dropped_[i];
       }
     }
     last_rows_ = step_tokens;
@@ -148,51 +145,100 @@ class TpPpStrategy : public Strategy {
     feed_back(timer, new_len);
   }
 
-  void layer_forward(PhaseTimer& timer, int i, const Mat& x, int seq0, int new_len, int64_t capacity,
-                     std::vector<int64_t>& chosen, std::vector<int64_t>& dropped) {
-    StageLayer& L = layers_[i];
-    const Mat z = z_.slice_rows(0, x.rows), partial = partial_.slice_rows(0, x.rows);
-    if (L.attention) {
-      {
-        ScopedPhase p(timer, Phase::attention);
-        compute_.rms_norm(x, z);
-        L.attention->forward(z, seq0, mb_seqs_, past_len_, new_len, partial);
-      }
-      all_reduce(timer, partial);
-      compute_.add(x, partial);  // h = x + Attn(rms(x))
+  Mat microbatch(int mb) const { return x_.slice_rows(mb * step_.mb_rows, step_.mb_rows); }
+
+  // A posted stage-to-stage transfer and the event of its posting.
+  struct Transfer {
+    bool posted = false;
+    CommHandle handle;
+    Event start;
+  };
+
+  void receive(PhaseTimer& timer, int mb) {
+    if (!schedule_.posted_transfers) {
+      ScopedPhase p(timer, Phase::pp_transfer, SpanTag{"pp_recv", -1, mb, microbatch(mb).bytes()});
+      pp_comm_->recv(microbatch(mb), stage_ - 1, Stream::compute);
+      arrived_[mb] = true;
+      return;
     }
-    LocalExpertPlan plan;
+    recvs_[mb] = Transfer{true, {}, compute_.record(Stream::compute)};
+    recvs_[mb].handle = pp_comm_->post_recv(microbatch(mb), stage_ - 1, Stream::compute);
+  }
+
+  void send(PhaseTimer& timer, int mb) {
+    if (!schedule_.posted_transfers) {
+      ScopedPhase p(timer, Phase::pp_transfer, SpanTag{"pp_send", -1, mb, microbatch(mb).bytes()});
+      pp_comm_->send(microbatch(mb), stage_ + 1, Stream::compute);
+      return;
+    }
+    sends_[mb] = Transfer{true, {}, compute_.record(Stream::compute)};
+    sends_[mb].handle = pp_comm_->post_send(microbatch(mb), stage_ + 1, Stream::compute);
+  }
+
+  void complete(PhaseTimer& timer, Transfer& t, Phase phase, const char* stage, int mb) {
+    if (!t.posted) return;
+    const Event done = pp_comm_->wait(t.handle, Stream::compute);
+    timer.communication(phase, Stream::send, t.start, done, SpanTag{stage, -1, mb, microbatch(mb).bytes()});
+    t.posted = false;
+  }
+
+  // Before a micro-batch's first layer: its rows are the step's input (stage 0) or have arrived.
+  void ensure_input(PhaseTimer& timer, int mb) {
+    if (arrived_[mb]) return;
+    arrived_[mb] = true;
+    if (stage_ > 0) return complete(timer, recvs_[mb], Phase::pp_transfer, "pp_recv", mb);
+    const int seq0 = mb * mb_seqs_;
+    const Mat src = step_.new_len == 1 ? next_input_.slice_rows(seq0, mb_seqs_)
+                                       : prompt_.slice_rows(seq0 * int64_t(step_.new_len), step_.mb_rows);
+    compute_.copy(src, microbatch(mb));
+  }
+
+  void attention(PhaseTimer& timer, int i, int mb) {
+    ensure_input(timer, mb);
+    const Mat x = microbatch(mb), z = z_.slice_rows(0, x.rows), partial = partial_.slice_rows(0, x.rows);
+    ScopedPhase p(timer, Phase::attention, SpanTag{"attention", first_layer_ + i, mb, 0});
+    compute_.rms_norm(x, z);
+    layers_[i].attention->forward(z, mb * mb_seqs_, mb_seqs_, past_len_, step_.new_len, partial);
+  }
+
+  // Gate, routing and this rank's column shards of every expert on the micro-batch: partial MoE output.
+  void moe_local(PhaseTimer& timer, int i, int mb) {
+    ensure_input(timer, mb);
+    StageLayer& L = layers_[i];
+    const Mat x = microbatch(mb), z = z_.slice_rows(0, x.rows), partial = partial_.slice_rows(0, x.rows);
+    const int seq0 = mb * mb_seqs_;
+    LocalExpertPlan& plan = plan_;   // the next gate's download synchronizes before it is replaced
     {
-      ScopedPhase p(timer, Phase::gate);
+      ScopedPhase p(timer, Phase::gate, SpanTag{"gate", first_layer_ + i, mb, 0});
       compute_.rms_norm(x, z);
-      Routing r = L.gate->route(z, TokenBlock{first_layer_ + i, seq0, mb_seqs_, past_len_, new_len}, L.balancer->multipliers());
-      if (tp_rank_ == 0) record_choices(first_layer_ + i, int64_t(seq0) * new_len, r);
-      apply_capacity(r, m_.experts, capacity, chosen);  // earlier micro-batches come first in token order
+      Routing r = L.gate->route(z, TokenBlock{first_layer_ + i, seq0, mb_seqs_, past_len_, step_.new_len}, L.balancer->multipliers());
+      if (tp_rank_ == 0) record_choices(first_layer_ + i, int64_t(seq0) * step_.new_len, r);
+      apply_capacity(r, m_.experts, step_.capacity, chosen_[i]);  // earlier micro-batches come first in token order
       for (int e = 0; e < m_.experts; ++e) {
-        chosen[e] += r.chosen_per_expert[e];
-        dropped[e] += r.dropped_per_expert[e];
+        chosen_[i][e] += r.chosen_per_expert[e];
+        dropped_[i][e] += r.dropped_per_expert[e];
       }
       plan = make_local_plan(r, m_.experts);
       compute_.upload_index(plan.gather_token.data(), IndexVec{gather_idx_.view.data, int64_t(plan.gather_token.size())}, Stream::compute);
       compute_.upload_index(plan.combine_slot.data(), IndexVec{combine_slot_.view.data, int64_t(plan.combine_slot.size())}, Stream::compute);
       compute_.upload_weights(plan.combine_weight.data(), WeightVec{combine_w_.view.data, int64_t(plan.combine_weight.size())}, Stream::compute);
     }
-    {
-      ScopedPhase p(timer, Phase::expert);
-      const int64_t rows = static_cast<int64_t>(plan.gather_token.size());
-      const Mat in = perm_in_.slice_rows(0, rows), out = perm_out_.slice_rows(0, rows);
-      compute_.gather_rows(z, gather_idx_.view, in);
-      L.experts->run(in, plan.rows_per_expert, out);
-      compute_.weighted_combine(out, combine_slot_.view, combine_w_.view, m_.top_k, partial, false);
-    }
-    all_reduce(timer, partial);
-    compute_.add(x, partial);  // y = h + MoE(rms(h))
+    ScopedPhase p(timer, Phase::expert, SpanTag{"moe_local", first_layer_ + i, mb, 0});
+    const int64_t rows = static_cast<int64_t>(plan.gather_token.size());
+    const Mat in = perm_in_.slice_rows(0, rows), out = perm_out_.slice_rows(0, rows);
+    compute_.gather_rows(z, gather_idx_.view, in);
+    L.experts->run(in, plan.rows_per_expert, out);
+    compute_.weighted_combine(out, combine_slot_.view, combine_w_.view, m_.top_k, partial, false);
   }
 
-  void all_reduce(PhaseTimer& timer, const Mat& partial) {
-    if (tp_ == 1) return;
-    ScopedPhase p(timer, Phase::tp_allreduce);
-    tp_comm_->all_reduce_sum(partial, Stream::compute);
+  // Sum of the tp ranks' partial outputs, then the residual: x += Attn(..) or x += MoE(..).
+  void all_reduce_add(PhaseTimer& timer, int i, int mb) {
+    const Mat x = microbatch(mb), partial = partial_.slice_rows(0, x.rows);
+    if (tp_ > 1) {
+      ScopedPhase p(timer, Phase::tp_allreduce, SpanTag{"tp_allreduce", first_layer_ + i, mb, partial.bytes()});
+      tp_comm_->all_reduce_sum(partial, Stream::compute);
+    }
+    compute_.add(x, partial);
   }
 
   // Next decode input rms(y_last) of every sequence, moved from the last stage to stage 0.
@@ -202,12 +248,12 @@ class TpPpStrategy : public Strategy {
       std::vector<int32_t> last(w_.batch_sequences);
       for (int s = 0; s < w_.batch_sequences; ++s) last[s] = s * new_len + new_len - 1;
       compute_.upload_index(last.data(), last_idx_.view, Stream::compute);
-      compute_.gather_rows(output_.view, last_idx_.view, next);
+      compute_.gather_rows(x_.slice_rows(0, int64_t(w_.batch_sequences) * new_len), last_idx_.view, next);
       compute_.rms_norm(next, next);
       compute_.synchronize(Stream::compute);
     }
     if (pp_ == 1) return;
-    ScopedPhase p(timer, Phase::pp_transfer);
+    ScopedPhase p(timer, Phase::pp_transfer, SpanTag{"pp_feedback", -1, -1, next.bytes()});
     if (stage_ == pp_ - 1) pp_comm_->send(next, 0, Stream::compute);
     if (stage_ == 0) pp_comm_->recv(next, pp_ - 1, Stream::compute);
   }
@@ -222,7 +268,18 @@ class TpPpStrategy : public Strategy {
   int64_t last_rows_ = 0;
   std::unique_ptr<Comm> tp_comm_, pp_comm_;
   std::vector<StageLayer> layers_;
-  DeviceMat x_, z_, partial_, perm_in_, perm_out_, next_input_, prompt_, output_;
+  struct Step {
+    int new_len = 0;
+    int64_t mb_rows = 0;
+    int64_t capacity = -1;
+  };
+  Schedule schedule_;
+  Step step_;
+  std::vector<std::vector<int64_t>> chosen_, dropped_;   // [layers of the stage][E] this step, so far
+  std::vector<bool> arrived_;
+  LocalExpertPlan plan_;
+  std::vector<Transfer> recvs_, sends_;
+  DeviceMat x_, z_, partial_, perm_in_, perm_out_, next_input_, prompt_;
   DeviceIndex gather_idx_, combine_slot_, last_idx_;
   DeviceWeights combine_w_;
 };

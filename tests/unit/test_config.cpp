@@ -192,7 +192,8 @@ TEST_CASE("config: unknown keys are errors naming their path", "[config]") {
     j["cluster"]["intra_node"] = {{"nics_per_node", 2}};
     parse_fails(j, "cluster.intra_node.nics_per_node", "inter_node");
   }
-  SECTION("in a strategy") { j["strategies"][1]["overlap"] = true; parse_fails(j, "strategies[1].overlap", "unknown key"); }
+  SECTION("in a strategy") { j["strategies"][1]["overlapp"] = "chunked"; parse_fails(j, "strategies[1].overlapp", "unknown key"); }
+  SECTION("overlap of the wrong type") { j["strategies"][1]["overlap"] = true; parse_fails(j, "strategies[1].overlap", "string"); }
   SECTION("an ep key in a tp_pp strategy") { j["strategies"][0]["ep"] = 4; parse_fails(j, "strategies[0].ep", "kind 'ep'"); }
   SECTION("a tp_pp key in an ep strategy") { j["strategies"][1]["tp"] = 2; parse_fails(j, "strategies[1].tp", "kind 'tp_pp'"); }
   SECTION("in load_balancing") {
@@ -341,6 +342,14 @@ TEST_CASE("config: validation rules", "[config][validate]") {
     validate_fails(j, "strategies[0].microbatches", "batch_sequences = 4 is not divisible by microbatches = 3");
   }
   SECTION("ep positive") { j["strategies"][1]["ep"] = 0; validate_fails(j, "strategies[1].ep", "got 0"); }
+  SECTION("an ep overlap mode on tp_pp") {
+    j["strategies"][0]["overlap"] = "chunked";
+    validate_fails(j, "strategies[0].overlap", "none | pipelined, got 'chunked'");
+  }
+  SECTION("a tp_pp overlap mode on ep") {
+    j["strategies"][1]["overlap"] = "pipelined";
+    validate_fails(j, "strategies[1].overlap", "none | chunked | two_batch, got 'pipelined'");
+  }
   SECTION("expert_tp is 1") {
     j["strategies"][1]["expert_tp"] = 2;
     j["strategies"][1]["ep"] = 2;
@@ -440,8 +449,9 @@ TEST_CASE("config: round trip through config_to_json", "[config]") {
                                      "attention", "renormalize", "dtype", "seed"});
     CHECK(keys_of(out["cluster"]["inter_node"]) == V{"bandwidth_gb_s", "latency_us", "nics_per_node"});
     CHECK(keys_of(out["cluster"]["intra_node"]) == V{"bandwidth_gb_s", "latency_us"});
-    CHECK(keys_of(out["strategies"][0]) == V{"name", "kind", "tp", "pp", "microbatches", "load_balancing"});
-    CHECK(keys_of(out["strategies"][1]) == V{"name", "kind", "ep", "expert_tp", "chunks", "placement", "load_balancing"});
+    CHECK(keys_of(out["strategies"][0]) == V{"name", "kind", "tp", "pp", "microbatches", "overlap", "load_balancing"});
+    CHECK(keys_of(out["strategies"][1]) == V{"name", "kind", "ep", "expert_tp", "chunks", "overlap", "immediate_routing",
+                                                 "placement", "load_balancing"});
     CHECK(keys_of(out["strategies"][1]["load_balancing"]) ==
           V{"policy", "threshold", "step", "update_interval_tokens", "capacity_factor"});
     CHECK(out["run"]["iterations"] == 3);

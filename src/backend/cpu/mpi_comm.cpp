@@ -1,10 +1,15 @@
-// Comm over MPI: MPI_Allreduce / MPI_Alltoallv / MPI_Send / MPI_Recv on fp32 host buffers, plus the
-// host control plane. Bytes sent to each world rank are counted for the traffic report.
+// Comm over MPI: MPI_Allreduce / MPI_Alltoallv / MPI_Send / MPI_Recv on fp32 host buffers, posted
+// transfers as per-peer MPI_Isend / MPI_Irecv (mpi_transfers.hpp), plus the host control plane.
+// Bytes sent to each world rank are counted for the traffic report.
 #include "backend/cpu/mpi_comm.hpp"
 
 #include <mpi.h>
 
+#include <cstring>
 #include <numeric>
+
+#include "backend/cpu/mpi_transfers.hpp"
+#include "backend/mpi_gather.hpp"
 
 #include "core/error.hpp"
 #include "core/mpi_session.hpp"
@@ -14,7 +19,8 @@ namespace {
 
 class MpiComm : public Comm {
  public:
-  MpiComm(MPI_Comm comm, std::shared_ptr<TrafficCounters> traffic) : comm_(comm), traffic_(std::move(traffic)) {
+  MpiComm(MPI_Comm comm, std::shared_ptr<TrafficCounters> traffic, std::shared_ptr<MpiTransfers> transfers)
+      : comm_(comm), traffic_(std::move(traffic)), transfers_(std::move(transfers)) {
     MOE_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
     MOE_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
     MOE_MPI_CHECK(MPI_Comm_size(comm_, &size_));
@@ -81,10 +87,77 @@ class MpiComm : public Comm {
     MOE_MPI_CHECK(MPI_Recv(x.data, count(x.elements()), MPI_FLOAT, peer, kDataTag, comm_, MPI_STATUS_IGNORE));
   }
 
-  std::vector<int64_t> all_to_all_counts(const std::vector<int64_t>& send) override {
-    MOE_REQUIRE(static_cast<int>(send.size()) == size_, "all_to_all_counts: need one count per rank");
-    std::vector<int64_t> out(size_);
-    MOE_MPI_CHECK(MPI_Alltoall(send.data(), 1, MPI_INT64_T, out.data(), 1, MPI_INT64_T, comm_));
+  CommHandle post_all_to_all_v(const Mat& send, const std::vector<int64_t>& send_rows, const Mat& recv,
+                               const std::vector<int64_t>& recv_rows, Stream) override {
+    check_f32(send);
+    check_f32(recv);
+    MOE_REQUIRE(static_cast<int>(send_rows.size()) == size_ && static_cast<int>(recv_rows.size()) == size_,
+                "post_all_to_all_v: counts must have one entry per rank");
+    MOE_REQUIRE(send.cols == recv.cols, "post_all_to_all_v: send and receive row widths differ");
+    const int64_t cols = send.cols;
+    const float* sbase = static_cast<const float*>(send.data);
+    float* rbase = static_cast<float*>(recv.data);
+    std::vector<int64_t> soff(size_ + 1, 0), roff(size_ + 1, 0);
+    for (int p = 0; p < size_; ++p) {
+      MOE_REQUIRE(send_rows[p] >= 0 && recv_rows[p] >= 0, "post_all_to_all_v: negative row count");
+      soff[p + 1] = soff[p] + send_rows[p];
+      roff[p + 1] = roff[p] + recv_rows[p];
+    }
+    MOE_REQUIRE(soff[size_] <= send.rows, "post_all_to_all_v: send counts exceed the send buffer");
+    MOE_REQUIRE(roff[size_] <= recv.rows, "post_all_to_all_v: receive counts exceed the receive buffer");
+    MOE_REQUIRE(send_rows[rank_] == recv_rows[rank_], "post_all_to_all_v: rows to self differ from rows from self");
+    MpiTransfers::Posted t;
+    // Receives first (peers after this rank first, so that the ranks do not all start on rank 0).
+    for (int i = 1; i < size_; ++i) {
+      const int p = (rank_ + size_ - i) % size_;
+      if (recv_rows[p] == 0) continue;
+      t.recvs.emplace_back();
+      t.recv_peers.push_back(p);
+      MOE_MPI_CHECK(MPI_Irecv(rbase + roff[p] * cols, count(recv_rows[p] * cols), MPI_FLOAT, p, kExchangeTag, comm_,
+                              &t.recvs.back()));
+    }
+    for (int i = 1; i < size_; ++i) {
+      const int p = (rank_ + i) % size_;
+      if (send_rows[p] == 0) continue;
+      t.sends.emplace_back();
+      MOE_MPI_CHECK(MPI_Isend(sbase + soff[p] * cols, count(send_rows[p] * cols), MPI_FLOAT, p, kExchangeTag, comm_,
+                              &t.sends.back()));
+      traffic_->add(world_rank_of(p), send_rows[p] * cols * 4);
+    }
+    if (send_rows[rank_] > 0)
+      std::memmove(rbase + roff[rank_] * cols, sbase + soff[rank_] * cols, size_t(send_rows[rank_] * cols) * 4);
+    t.local_sources.push_back(rank_);
+    return transfers_->add(std::move(t));
+  }
+  CommHandle post_send(const Mat& x, int peer, Stream) override {
+    check_f32(x);
+    MpiTransfers::Posted t;
+    if (x.elements() > 0) {
+      t.sends.emplace_back();
+      MOE_MPI_CHECK(MPI_Isend(x.data, count(x.elements()), MPI_FLOAT, peer, kDataTag, comm_, &t.sends.back()));
+      traffic_->add(world_rank_of(peer), x.bytes());
+    }
+    return transfers_->add(std::move(t));
+  }
+  CommHandle post_recv(const Mat& x, int peer, Stream) override {
+    check_f32(x);
+    MpiTransfers::Posted t;
+    if (x.elements() > 0) {
+      t.recvs.emplace_back();
+      t.recv_peers.push_back(peer);
+      MOE_MPI_CHECK(MPI_Irecv(x.data, count(x.elements()), MPI_FLOAT, peer, kDataTag, comm_, &t.recvs.back()));
+    }
+    return transfers_->add(std::move(t));
+  }
+  Event wait(CommHandle h, Stream) override { return transfers_->wait(h); }
+  int wait_next_source(CommHandle h, Stream, Event* done) override { return transfers_->wait_next_source(h, done); }
+  void progress() override { transfers_->progress(); }
+
+  std::vector<int64_t> all_to_all_counts(const std::vector<int64_t>& send, int per_peer) override {
+    MOE_REQUIRE(per_peer > 0 && static_cast<int64_t>(send.size()) == int64_t(size_) * per_peer,
+                "all_to_all_counts: need per_peer counts for every rank");
+    std::vector<int64_t> out(send.size());
+    MOE_MPI_CHECK(MPI_Alltoall(send.data(), per_peer, MPI_INT64_T, out.data(), per_peer, MPI_INT64_T, comm_));
     return out;
   }
   void all_reduce_sum_host(std::vector<int64_t>& v) override {
@@ -109,33 +182,24 @@ class MpiComm : public Comm {
     if (n) MOE_MPI_CHECK(MPI_Bcast(v.data(), count(n), MPI_FLOAT, root, comm_));
   }
   std::vector<float> gather_host(const std::vector<float>& v, int root) override {
-    int n = count(v.size());
-    std::vector<int> counts(size_), displs(size_);
-    MOE_MPI_CHECK(MPI_Gather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, root, comm_));
-    std::vector<float> out;
-    if (rank_ == root) {
-      int64_t total = 0;
-      for (int p = 0; p < size_; ++p) {
-        displs[p] = count(total);
-        total += counts[p];
-      }
-      out.resize(total);
-    }
-    MOE_MPI_CHECK(MPI_Gatherv(v.data(), n, MPI_FLOAT, out.data(), counts.data(), displs.data(), MPI_FLOAT, root, comm_));
-    return out;
+    return mpi_gather_host(comm_, v, MPI_FLOAT, root);
+  }
+  std::vector<double> gather_host(const std::vector<double>& v, int root) override {
+    return mpi_gather_host(comm_, v, MPI_DOUBLE, root);
   }
   void barrier() override { MOE_MPI_CHECK(MPI_Barrier(comm_)); }
 
   std::unique_ptr<Comm> split(int color, int key) override {
     MPI_Comm sub;
     MOE_MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
-    return std::make_unique<MpiComm>(sub, traffic_);
+    return std::make_unique<MpiComm>(sub, traffic_, transfers_);
   }
 
   TrafficCounters& traffic() override { return *traffic_; }
 
  private:
-  static constexpr int kDataTag = 17;
+  static constexpr int kDataTag = 17;       // point-to-point (blocking and posted)
+  static constexpr int kExchangeTag = 18;   // posted all-to-all; matched in posting order
   static int count(int64_t n) {
     MOE_REQUIRE(n >= 0 && n <= INT32_MAX, "MPI message of " + std::to_string(n) + " elements exceeds the int count limit");
     return static_cast<int>(n);
@@ -144,6 +208,7 @@ class MpiComm : public Comm {
 
   MPI_Comm comm_;
   std::shared_ptr<TrafficCounters> traffic_;
+  std::shared_ptr<MpiTransfers> transfers_;
   int rank_ = 0;
   int size_ = 1;
   std::vector<int> world_ranks_;
@@ -159,7 +224,9 @@ std::unique_ptr<Comm> make_mpi_world_comm(ComputeBackend& compute) {
   MOE_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world));
   auto traffic = std::make_shared<TrafficCounters>();
   traffic->bytes_to_rank.assign(world, 0);
-  return std::make_unique<MpiComm>(dup, traffic);
+  auto transfers = std::make_shared<MpiTransfers>(compute);
+  compute.set_progress_hook([transfers] { transfers->progress(); });
+  return std::make_unique<MpiComm>(dup, traffic, transfers);
 }
 
 }  // namespace moe

@@ -2,6 +2,8 @@
 // all-to-all-v, point-to-point), async-error polling, and the MPI host control plane.
 #include "backend/cuda/nccl_comm.hpp"
 
+#include "backend/mpi_gather.hpp"
+
 #include <algorithm>
 #include <climits>
 #include <exception>
@@ -145,8 +147,8 @@ void NcclComm::all_reduce_sum(const Mat& x, Stream s) {
   traffic_->add(world_rank_of((rank_ + 1) % size_), 2 * x.bytes() * (size_ - 1) / size_);
 }
 
-void NcclComm::all_to_all_v(const Mat& send, const std::vector<int64_t>& send_rows, const Mat& recv,
-                            const std::vector<int64_t>& recv_rows, Stream s) {
+void NcclComm::issue_all_to_all_v(const Mat& send, const std::vector<int64_t>& send_rows, const Mat& recv,
+                                  const std::vector<int64_t>& recv_rows, cudaStream_t st) {
   check_data(send, "all_to_all_v send");
   check_data(recv, "all_to_all_v recv");
   MOE_REQUIRE(static_cast<int>(send_rows.size()) == size_ && static_cast<int>(recv_rows.size()) == size_,
@@ -163,7 +165,6 @@ void NcclComm::all_to_all_v(const Mat& send, const std::vector<int64_t>& send_ro
   check_async_error();
   const int64_t row_bytes = send.cols * dtype_bytes(backend_.dtype());
   const ncclDataType_t type = nccl_type();
-  cudaStream_t st = backend_.stream(s);
   // Every call between group start and end is collected; the group is always closed before
   // throwing so NCCL's group state stays consistent.
   ncclResult_t first = ncclSuccess;
@@ -191,6 +192,62 @@ void NcclComm::all_to_all_v(const Mat& send, const std::vector<int64_t>& send_ro
     if (p != rank_) traffic_->add(world_rank_of(p), send_rows[p] * row_bytes);
 }
 
+void NcclComm::all_to_all_v(const Mat& send, const std::vector<int64_t>& send_rows, const Mat& recv,
+                            const std::vector<int64_t>& recv_rows, Stream s) {
+  issue_all_to_all_v(send, send_rows, recv, recv_rows, backend_.stream(s));
+}
+
+CommHandle NcclComm::posted(Event done, std::vector<int> sources) {
+  const int id = next_handle_++;
+  posted_[id] = Posted{done, std::move(sources), 0, false};
+  return CommHandle{id};
+}
+
+CommHandle NcclComm::post_all_to_all_v(const Mat& send, const std::vector<int64_t>& send_rows, const Mat& recv,
+                                       const std::vector<int64_t>& recv_rows, Stream s) {
+  backend_.wait(Stream::send, backend_.record(s));  // the rows to send were produced on `s`
+  issue_all_to_all_v(send, send_rows, recv, recv_rows, backend_.stream(Stream::send));
+  std::vector<int> sources;
+  for (int p = 0; p < size_; ++p)
+    if (recv_rows.at(p) > 0 || p == rank_) sources.push_back(p);
+  return posted(backend_.record(Stream::send), std::move(sources));
+}
+
+CommHandle NcclComm::post_send(const Mat& x, int peer, Stream s) {
+  backend_.wait(Stream::send, backend_.record(s));
+  send(x, peer, Stream::send);
+  return posted(backend_.record(Stream::send), {});
+}
+
+CommHandle NcclComm::post_recv(const Mat& x, int peer, Stream s) {
+  backend_.wait(Stream::recv, backend_.record(s));  // the buffer is free once earlier work on `s` is done
+  recv(x, peer, Stream::recv);
+  return posted(backend_.record(Stream::recv), {peer});
+}
+
+Event NcclComm::wait(CommHandle h, Stream waiter) {
+  auto it = posted_.find(h.id);
+  MOE_REQUIRE(it != posted_.end(), "unknown or already completed transfer handle " + std::to_string(h.id));
+  const Event done = it->second.done;
+  backend_.wait(waiter, done);
+  posted_.erase(it);
+  return done;
+}
+
+int NcclComm::wait_next_source(CommHandle h, Stream waiter, Event* done) {
+  auto it = posted_.find(h.id);
+  MOE_REQUIRE(it != posted_.end(), "unknown or already completed transfer handle " + std::to_string(h.id));
+  Posted& p = it->second;
+  if (!p.waited) {
+    backend_.wait(waiter, p.done);
+    p.waited = true;
+  }
+  if (p.next < p.sources.size()) return p.sources[p.next++];
+  if (done) *done = p.done;
+  posted_.erase(it);
+  return -1;
+}
+
 void NcclComm::send(const Mat& x, int peer, Stream s) {
   check_data(x, "send");
   MOE_REQUIRE(peer >= 0 && peer < size_ && peer != rank_, "send: peer " + std::to_string(peer) + " is not another rank");
@@ -212,10 +269,11 @@ void NcclComm::recv(const Mat& x, int peer, Stream s) {
 
 // ---- control plane (MPI, blocking) ----
 
-std::vector<int64_t> NcclComm::all_to_all_counts(const std::vector<int64_t>& send) {
-  MOE_REQUIRE(static_cast<int>(send.size()) == size_, "all_to_all_counts: need one count per rank");
-  std::vector<int64_t> out(size_);
-  MOE_MPI_CHECK(MPI_Alltoall(send.data(), 1, MPI_INT64_T, out.data(), 1, MPI_INT64_T, mpi_));
+std::vector<int64_t> NcclComm::all_to_all_counts(const std::vector<int64_t>& send, int per_peer) {
+  MOE_REQUIRE(per_peer > 0 && static_cast<int64_t>(send.size()) == int64_t(size_) * per_peer,
+              "all_to_all_counts: need per_peer counts for every rank");
+  std::vector<int64_t> out(send.size());
+  MOE_MPI_CHECK(MPI_Alltoall(send.data(), per_peer, MPI_INT64_T, out.data(), per_peer, MPI_INT64_T, mpi_));
   return out;
 }
 
@@ -247,22 +305,11 @@ void NcclComm::broadcast_host(std::vector<float>& v, int root) {
 }
 
 std::vector<float> NcclComm::gather_host(const std::vector<float>& v, int root) {
-  MOE_REQUIRE(root >= 0 && root < size_, "gather_host: root outside the group");
-  int n = mpi_count(v.size());
-  std::vector<int> counts(size_), displs(size_);
-  MOE_MPI_CHECK(MPI_Gather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, root, mpi_));
-  std::vector<float> out;
-  if (rank_ == root) {
-    int64_t total = 0;
-    for (int p = 0; p < size_; ++p) {
-      displs[p] = mpi_count(total);
-      total += counts[p];
-    }
-    mpi_count(total);
-    out.resize(static_cast<size_t>(total));
-  }
-  MOE_MPI_CHECK(MPI_Gatherv(v.data(), n, MPI_FLOAT, out.data(), counts.data(), displs.data(), MPI_FLOAT, root, mpi_));
-  return out;
+  return mpi_gather_host(mpi_, v, MPI_FLOAT, root);
+}
+
+std::vector<double> NcclComm::gather_host(const std::vector<double>& v, int root) {
+  return mpi_gather_host(mpi_, v, MPI_DOUBLE, root);
 }
 
 void NcclComm::barrier() { MOE_MPI_CHECK(MPI_Barrier(mpi_)); }

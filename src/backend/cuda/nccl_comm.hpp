@@ -4,6 +4,7 @@
 #include <mpi.h>
 #include <nccl.h>
 
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -35,13 +36,25 @@ class NcclComm final : public Comm {
   void send(const Mat& x, int peer, Stream s) override;
   void recv(const Mat& x, int peer, Stream s) override;
 
-  std::vector<int64_t> all_to_all_counts(const std::vector<int64_t>& send) override;
+  // Posted transfers run on the send stream (all-to-all, sends) or the receive stream (receives),
+  // after an event of the caller's stream; completion is an event the waiter's stream waits for.
+  // One NCCL group cannot report per-peer arrival, so wait_next_source completes the whole
+  // exchange first and then hands out the sources in rank order.
+  CommHandle post_all_to_all_v(const Mat& send, const std::vector<int64_t>& send_rows, const Mat& recv,
+                               const std::vector<int64_t>& recv_rows, Stream s) override;
+  CommHandle post_send(const Mat& x, int peer, Stream s) override;
+  CommHandle post_recv(const Mat& x, int peer, Stream s) override;
+  Event wait(CommHandle h, Stream waiter) override;
+  int wait_next_source(CommHandle h, Stream waiter, Event* done) override;
+
+  std::vector<int64_t> all_to_all_counts(const std::vector<int64_t>& send, int per_peer) override;
   void all_reduce_sum_host(std::vector<int64_t>& values) override;
   void all_reduce_max_host(std::vector<double>& values) override;
   void all_reduce_sum_host(std::vector<double>& values) override;
   std::vector<int64_t> exclusive_scan_host(const std::vector<int64_t>& values) override;
   void broadcast_host(std::vector<float>& values, int root) override;
   std::vector<float> gather_host(const std::vector<float>& values, int root) override;
+  std::vector<double> gather_host(const std::vector<double>& values, int root) override;
   void barrier() override;
 
   // MPI_Comm_split plus a new NCCL communicator over the sub-group. color must be >= 0.
@@ -56,6 +69,18 @@ class NcclComm final : public Comm {
   void check_data(const Mat& x, const char* op) const;
   ncclDataType_t nccl_type() const;
   void abort_communicator() noexcept;
+  void issue_all_to_all_v(const Mat& send, const std::vector<int64_t>& send_rows, const Mat& recv,
+                          const std::vector<int64_t>& recv_rows, cudaStream_t st);
+  CommHandle posted(Event done, std::vector<int> sources);
+
+  struct Posted {
+    Event done;                 // recorded on the communication stream after the transfer
+    std::vector<int> sources;   // group ranks with rows to receive, in rank order
+    size_t next = 0;
+    bool waited = false;
+  };
+  std::map<int, Posted> posted_;
+  int next_handle_ = 0;
 
   CudaComputeBackend& backend_;
   MPI_Comm mpi_ = MPI_COMM_NULL;
