@@ -171,7 +171,6 @@ int run_calibrate(const CalibrateArgs& a, MpiSession& mpi) {
   p.gpu_name = "CPU (OpenBLAS fp32)";
   p.gemm_efficiency = p.attention_efficiency = p.hbm_efficiency = 1;
   p.host_sync_us = 0;
-  p.overlap = false;  // the CPU backend executes eagerly, in program order
   p.shared_cores = n > cores ? cores : 0;
 
   // Launch overhead: a one-element add.

@@ -100,8 +100,7 @@ void merge_same_kind(std::vector<Kernel>& ks) {
 
 CostModel::CostModel(const Config& config, const StrategyConfig& spec, CostOptions options)
     : config_(config), spec_(spec), options_(std::move(options)), topo_(Topology::from_config(config.cluster)),
-      nics_(std::max(1, config.cluster.inter_node.nics_per_node)), prompt_tokens_(config.workload.prompt_tokens),
-      dropless_(config.model.layers) {
+      nics_(std::max(1, config.cluster.inter_node.nics_per_node)), prompt_tokens_(config.workload.prompt_tokens) {
   MOE_REQUIRE(options_.elem_bytes > 0, "cost model: elem_bytes must be positive");
   MOE_REQUIRE(spec_.kind == "tp_pp" || spec_.kind == "ep", "cost model: no cost model for strategy kind '" + spec_.kind + "'");
   if (spec_.kind == "tp_pp") {
@@ -128,27 +127,28 @@ CostModel::~CostModel() = default;
 
 StepCost CostModel::step(int new_len, int past_len) const {
   MOE_REQUIRE(new_len > 0 && past_len >= 0, "cost model: new_len must be positive");
-  return spec_.kind == "ep" ? step_ep(new_len, past_len) : step_tp_pp(new_len, past_len);
+  const auto key = std::make_pair(new_len, past_len);
+  auto it = steps_.find(key);
+  if (it == steps_.end())
+    it = steps_.emplace(key, spec_.kind == "ep" ? step_ep(new_len, past_len) : step_tp_pp(new_len, past_len)).first;
+  return it->second;
 }
 
 StepCost CostModel::step_ep(int new_len, int past_len) const {
   const ModelConfig& m = config_.model;
   const int eb = options_.elem_bytes;
   const int G = spec_.ep;
-  const int64_t d = m.hidden, k = m.top_k;
+  const int64_t d = m.hidden;
   const int64_t local_seqs = config_.workload.batch_sequences / G;
   const int64_t rows = local_seqs * new_len;
   const int64_t step_tokens = int64_t(config_.workload.batch_sequences) * new_len;
-  const double expert_block = double(local_seqs) * prompt_tokens_ * k;  // ExpertBank scratch rows
   StepCost s;
   s.kind = "ep";
   s.ranks = G;
   s.new_len = new_len;
   s.past_len = past_len;
-  const int num_chunks = static_cast<int>(std::min<int64_t>(spec_.chunks, std::max<int64_t>(rows, 1)));
+  s.schedule = ep_step_schedule(config_, spec_, new_len);
   const int step_idx = past_len == 0 ? 0 : past_len - prompt_tokens_ + 1;  // prefill 0, decode step t: t + 1
-  // Ranks do different expert work unless the routing is uniform: then list every rank's kernels.
-  const bool uneven = options_.routing.has_sources() || !options_.routing.expert_share.empty();
   for (int l = 0; l < m.layers; ++l) {
     const auto route = ep_routing(l, step_idx, rows, step_tokens);
     EpLayerCost L;
@@ -158,73 +158,21 @@ StepCost CostModel::step_ep(int new_len, int past_len) const {
       L.attention.kernels.push_back(elementwise(KernelKind::add, 2.0 * rows * d, double(rows) * d, eb));  // h = x + Attn
       replicate(L.attention, G);
     }
-    // Gate::route: rms, logits GEMM, download + host softmax/top-k, then the global counts.
+    // Gate::route: rms, logits GEMM, download + host softmax/top-k.
     L.gate.phase = Phase::gate;
     L.gate.kernels = {elementwise(KernelKind::rms_norm, double(rows) * d, double(rows) * d, eb),
                       gemm_kernel(double(rows), d, m.experts, eb),
                       transfer(KernelKind::download, double(rows) * m.experts * eb, true),
                       host(KernelKind::host_route, double(rows) * m.experts)};
-    L.gate.control = CommCost{CommKind::control, nullptr, 1, double(2 * m.experts * 8), G, 0, topo_.nodes() > 1,
-                              spec_.load_balancing.capacity_factor > 0 ? 2 : 1};
     replicate(L.gate, G);
-    for (int c = 0; c < num_chunks; ++c) {
-      const double n = double(rows * (c + 1) / num_chunks - rows * c / num_chunks);
-      const double sent = n * route->sent_rows;
-      const double recv = n * route->recv_rows[route->busiest];
-      EpChunkCost ch;
-      // dispatch: make_dispatch_plan, counts per slot, make_receive_plan, upload, gather, all_to_all_v
-      ch.dispatch.phase = Phase::dispatch;
-      ch.dispatch.kernels = {host(KernelKind::host_plan, n * k + recv), transfer(KernelKind::upload, sent * 4),
-                             elementwise(KernelKind::gather, sent * d, sent * d, eb)};
-      ch.dispatch.control = CommCost{CommKind::control, nullptr, 1, 8.0 * G, G, G - 1, topo_.nodes() > 1, route->max_slots};
-      ch.dispatch.comm = CommCost{CommKind::all_to_all, route->dispatch, n * d * eb, n * route->sent_rows * d * eb, G,
-                                  route->peers, route->crosses_nodes, 1};
-      replicate(ch.dispatch, G);
-      if (route->per_source) {  // the all-ranks gather moves each rank's own rows
-        ch.dispatch.hbm_bytes_all_ranks = 0;
-        for (int r = 0; r < G; ++r) ch.dispatch.hbm_bytes_all_ranks += 2 * n * route->sent_rows_of[r] * d * eb;
-      }
-      // expert: regroup source-major <-> slot-major when a rank hosts several slots, then the bank
-      ch.expert.phase = Phase::expert;
-      if (route->max_slots > 1) {
-        Kernel up = transfer(KernelKind::upload, 2 * recv * 4, true);
-        up.launches = 2;
-        Kernel regroup = elementwise(KernelKind::gather, 2 * recv * d, 2 * recv * d, eb);
-        regroup.launches = 2;
-        ch.expert.kernels = {up, regroup};
-      }
-      for (int sl = 0; sl < route->max_slots; ++sl)
-        expert_kernels(ch.expert.kernels, n * route->slot_rows[size_t(route->busiest) * route->max_slots + sl], d,
-                       m.ffn_hidden, expert_block, eb);
-      merge_same_kind(ch.expert.kernels);
-      for (int r = 0; r < G; ++r) {
-        std::vector<Kernel> ks;
-        for (int sl = 0; sl < route->max_slots; ++sl)
-          expert_kernels(ks, n * route->slot_rows[size_t(r) * route->max_slots + sl], d, m.ffn_hidden, expert_block, eb);
-        if (route->max_slots > 1) ks.push_back(elementwise(KernelKind::gather, 2 * n * route->recv_rows[r] * d, 2 * n * route->recv_rows[r] * d, eb));
-        for (const Kernel& kk : ks) {
-          ch.expert.flops_all_ranks += kk.flops;
-          ch.expert.hbm_bytes_all_ranks += kk.bytes;
-        }
-        if (uneven) {
-          merge_same_kind(ks);
-          ch.expert.kernels_all_ranks.insert(ch.expert.kernels_all_ranks.end(), ks.begin(), ks.end());
-        }
-      }
-      // combine: all_to_all_v back, two uploads, weighted combine into the chunk's rows
-      ch.combine.phase = Phase::combine;
-      Kernel up = transfer(KernelKind::upload, 2 * n * k * 4);
-      up.launches = 2;
-      ch.combine.kernels = {up, elementwise(KernelKind::combine, sent * d, n * d, eb)};
-      ch.combine.comm = CommCost{CommKind::all_to_all, route->combine, n * d * eb, n * route->sent_rows * d * eb, G,
-                                 route->peers, route->crosses_nodes, 1};
-      replicate(ch.combine, G);
-      if (route->per_source) {  // each rank combines its own returned rows
-        ch.combine.hbm_bytes_all_ranks = 0;
-        for (int r = 0; r < G; ++r) ch.combine.hbm_bytes_all_ranks += (n * route->sent_rows_of[r] + n) * d * eb;
-      }
-      L.chunks.push_back(std::move(ch));
-    }
+    // The layer's count exchange: every part's rows per (rank, slot) and the chosen and dropped
+    // counts per expert to every peer; with a capacity, the chosen counts first in a round of their own.
+    const double per_peer = double(s.schedule.parts.size()) * route->max_slots + 2.0 * m.experts;
+    L.counts = CommCost{CommKind::control, nullptr, 1, 8.0 * per_peer * G, G, G - 1, topo_.nodes() > 1,
+                        spec_.load_balancing.capacity_factor > 0 ? 2 : 1};
+    CachedParts& cached = parts_[std::make_tuple(l, route.get(), new_len)];
+    if (!cached.parts) cached = CachedParts{route, ep_parts(*route, s.schedule, local_seqs)};
+    L.chunks = cached.parts;
     L.residual.kernels = {elementwise(KernelKind::add, 2.0 * rows * d, double(rows) * d, eb)};
     replicate(L.residual, G);
     s.ep_layers.push_back(std::move(L));
@@ -235,6 +183,68 @@ StepCost CostModel::step_ep(int new_len, int past_len) const {
                        elementwise(KernelKind::rms_norm, double(local_seqs) * d, double(local_seqs) * d, eb)};
   replicate(s.ep_tail, G);
   return s;
+}
+
+std::shared_ptr<const std::vector<EpChunkCost>> CostModel::ep_parts(const EpRouting& route, const Schedule& schedule,
+                                                                  int64_t local_seqs) const {
+  const ModelConfig& m = config_.model;
+  const int eb = options_.elem_bytes;
+  const int G = spec_.ep;
+  const int64_t d = m.hidden, k = m.top_k;
+  const double expert_block = double(local_seqs) * prompt_tokens_ * k;  // ExpertBank scratch rows
+  // Ranks do different expert work unless the routing is uniform: then list every rank's kernels.
+  const bool uneven = options_.routing.has_sources() || !options_.routing.expert_share.empty();
+  auto parts = std::make_shared<std::vector<EpChunkCost>>();
+  for (const PartRows& part : schedule.parts) {
+    const double n = double(part.rows);
+    const double sent = n * route.sent_rows;
+    const double recv = n * route.recv_rows[route.busiest];
+    EpChunkCost ch;
+    // dispatch: make_dispatch_plan, upload, gather, all_to_all_v
+    ch.dispatch.phase = Phase::dispatch;
+    ch.dispatch.kernels = {host(KernelKind::host_plan, n * k + recv), transfer(KernelKind::upload, sent * 4),
+                           elementwise(KernelKind::gather, sent * d, sent * d, eb)};
+    ch.dispatch.comm = CommCost{CommKind::all_to_all, route.dispatch, n * d * eb, n * route.sent_rows * d * eb, G,
+                                route.peers, route.crosses_nodes, 1};
+    replicate(ch.dispatch, G);
+    if (route.per_source) {  // the all-ranks gather moves each rank's own rows
+      ch.dispatch.hbm_bytes_all_ranks = 0;
+      for (int r = 0; r < G; ++r) ch.dispatch.hbm_bytes_all_ranks += 2 * n * route.sent_rows_of[r] * d * eb;
+    }
+    // expert: the bank on each source's rows as they arrive (grouped by slot; no regrouping)
+    ch.expert.phase = Phase::expert;
+    for (int sl = 0; sl < route.max_slots; ++sl)
+      expert_kernels(ch.expert.kernels, n * route.slot_rows[size_t(route.busiest) * route.max_slots + sl], d,
+                     m.ffn_hidden, expert_block, eb);
+    merge_same_kind(ch.expert.kernels);
+    for (int r = 0; r < G; ++r) {
+      std::vector<Kernel> ks;
+      for (int sl = 0; sl < route.max_slots; ++sl)
+        expert_kernels(ks, n * route.slot_rows[size_t(r) * route.max_slots + sl], d, m.ffn_hidden, expert_block, eb);
+      for (const Kernel& kk : ks) {
+        ch.expert.flops_all_ranks += kk.flops;
+        ch.expert.hbm_bytes_all_ranks += kk.bytes;
+      }
+      if (uneven) {
+        merge_same_kind(ks);
+        ch.expert.kernels_all_ranks.insert(ch.expert.kernels_all_ranks.end(), ks.begin(), ks.end());
+      }
+    }
+    // combine: all_to_all_v back, two uploads, weighted combine into the chunk's rows
+    ch.combine.phase = Phase::combine;
+    Kernel up = transfer(KernelKind::upload, 2 * n * k * 4);
+    up.launches = 2;
+    ch.combine.kernels = {up, elementwise(KernelKind::combine, sent * d, n * d, eb)};
+    ch.combine.comm = CommCost{CommKind::all_to_all, route.combine, n * d * eb, n * route.sent_rows * d * eb, G,
+                               route.peers, route.crosses_nodes, 1};
+    replicate(ch.combine, G);
+    if (route.per_source) {  // each rank combines its own returned rows
+      ch.combine.hbm_bytes_all_ranks = 0;
+      for (int r = 0; r < G; ++r) ch.combine.hbm_bytes_all_ranks += (n * route.sent_rows_of[r] + n) * d * eb;
+    }
+    parts->push_back(std::move(ch));
+  }
+  return parts;
 }
 
 StepCost CostModel::step_tp_pp(int new_len, int past_len) const {
@@ -250,6 +260,7 @@ StepCost CostModel::step_tp_pp(int new_len, int past_len) const {
   const int layers_per_stage = m.layers / pp;
   StepCost s;
   s.kind = "tp_pp";
+  s.schedule = tp_pp_stage_schedule(config_, spec_, 0);
   s.ranks = tp * pp;
   s.new_len = new_len;
   s.past_len = past_len;
@@ -376,7 +387,7 @@ CostTotals CostModel::totals(const StepCost& s) const {
   for (const EpLayerCost& L : s.ep_layers) {
     add(L.attention, 1);
     add(L.gate, 1);
-    for (const EpChunkCost& c : L.chunks) {
+    for (const EpChunkCost& c : *L.chunks) {
       add(c.dispatch, 1);
       add(c.expert, 1);
       add(c.combine, 1);

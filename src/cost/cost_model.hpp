@@ -11,6 +11,7 @@
 
 #include "core/config.hpp"
 #include "placement/placement.hpp"
+#include "schedule/schedule.hpp"
 #include "strategies/phase.hpp"
 #include "topology/topology.hpp"
 
@@ -88,17 +89,20 @@ struct Op {
   double hbm_bytes() const;   // busiest rank, device kernels
 };
 
-// One EP chunk: dispatch (plan, gather, all-to-all), experts, combine (all-to-all back, weighted sum).
+// One EP part (chunk or micro-batch of the step's schedule): dispatch (plan, gather, all-to-all),
+// experts, combine (all-to-all back, weighted sum).
 struct EpChunkCost {
-  Op dispatch;   // kernels: host plans, counts exchange, index upload, gather; comm: all_to_all_v
-  Op expert;     // regroup (when a rank hosts several slots) and the expert GEMMs
+  Op dispatch;   // kernels: host plan, index upload, gather; comm: all_to_all_v
+  Op expert;     // the expert GEMMs, source by source
   Op combine;    // comm: all_to_all_v back; kernels: uploads and weighted combine
 };
 struct EpLayerCost {
-  Op attention;                     // empty when model.attention is false
-  Op gate;                          // gate GEMM, routing on the host, global counts (control)
-  std::vector<EpChunkCost> chunks;
-  Op residual;                      // y = h + MoE(rms(h)), outside any phase
+  Op attention;                     // empty when model.attention is false; every part's together
+  Op gate;                          // gate GEMM and routing on the host, every part's together
+  CommCost counts;                  // the layer's count exchange(s) (control)
+  // One entry per part of the step's schedule; shared between steps with the same routing.
+  std::shared_ptr<const std::vector<EpChunkCost>> chunks;
+  Op residual;                      // y = h + MoE(rms(h)), every part's together, outside any phase
 };
 
 // tp_pp: the per-micro-batch work of one stage, identical for every stage (layers divide evenly).
@@ -110,6 +114,7 @@ struct TpPpLayerCost {
 
 struct StepCost {
   std::string kind;     // tp_pp | ep
+  Schedule schedule;    // ep: the step's; tp_pp: pipeline stage 0's (every stage does the same work)
   int new_len = 0;      // prompt_tokens (prefill) or 1 (decode)
   int past_len = 0;     // cached positions before this step
   int ranks = 1;        // world size
@@ -190,6 +195,9 @@ class CostModel {
   struct EpRouting;
   StepCost step_ep(int new_len, int past_len) const;
   StepCost step_tp_pp(int new_len, int past_len) const;
+  // The parts of an ep layer with flows `route` under the step's schedule.
+  std::shared_ptr<const std::vector<EpChunkCost>> ep_parts(const EpRouting& route, const Schedule& schedule,
+                                                           int64_t local_seqs) const;
   // Flows of one layer for a step of `step_tokens` tokens, `rows` per source rank (step index as in
   // step_source_assignments).
   std::shared_ptr<const EpRouting> ep_routing(int layer, int step_idx, int64_t rows, int64_t step_tokens) const;
@@ -203,7 +211,18 @@ class CostModel {
   int nics_;
   int prompt_tokens_;
   std::shared_ptr<const Placement> placement_;  // ep only
-  mutable std::vector<std::shared_ptr<const EpRouting>> dropless_;  // [L] cached when nothing is dropped
+  // Flows by (layer, step tokens): the expected routing depends on the step's token count only through
+  // the capacity (key -1 without one), so prefill and the decode steps each compute it once.
+  mutable std::map<std::pair<int, int64_t>, std::shared_ptr<const EpRouting>> flows_;
+  // Part costs by (layer, flows, new_len): steps with the same routing share them.
+  // The flows are held with their parts, so that a key's address is never reused.
+  struct CachedParts {
+    std::shared_ptr<const EpRouting> flows;
+    std::shared_ptr<const std::vector<EpChunkCost>> parts;
+  };
+  mutable std::map<std::tuple<int, const EpRouting*, int>, CachedParts> parts_;
+  // Steps by (new_len, past_len): prefill, decode steps and the totals ask for the same steps.
+  mutable std::map<std::pair<int, int>, StepCost> steps_;
   // Per-source flows by (layer, assignments, rows per source).
   mutable std::map<std::tuple<int, const SourceAssignments*, int64_t>, std::shared_ptr<const EpRouting>> by_source_;
 };

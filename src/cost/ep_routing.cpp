@@ -38,35 +38,74 @@ std::vector<double> assignments_per_token(const Config& c, const StrategyConfig&
 
 // ---- expert-parallel routing per layer: flows per local token of every rank ----
 
-void CostModel::EpRouting::add_flow(const Topology& topo, int nics, int src, int dst, int slot, double w,
-                                    std::vector<int>& seen, int& peers_of_src) {
+void CostModel::EpRouting::begin(int ranks, int slots) {
+  max_slots = std::max(1, slots);
+  slot_rows.assign(static_cast<size_t>(ranks) * max_slots, 0.0);
+  recv_rows.assign(ranks, 0.0);
+  for (auto* v : {&sent_intra, &sent_inter, &recv_intra, &recv_inter}) v->assign(ranks, 0.0);
+}
+
+void CostModel::EpRouting::add_flow(const Topology& topo, int src, int dst, int slot, double w, std::vector<int>& seen,
+                                    int& peers_of_src) {
   slot_rows[static_cast<size_t>(dst) * max_slots + slot] += w;
   recv_rows[dst] += w;
   if (dst == src || w <= 0) return;
-  dispatch->add(topo, nics, src, dst, w);
-  combine->add(topo, nics, dst, src, w);
-  if (topo.link(src, dst) == LinkClass::inter_node) crosses_nodes = true;
+  if (topo.link(src, dst) == LinkClass::intra_node) {
+    sent_intra[src] += w;
+    recv_intra[dst] += w;
+  } else {
+    sent_inter[src] += w;
+    recv_inter[dst] += w;
+    crosses_nodes = true;
+  }
   if (seen[dst] != src) {
     seen[dst] = src;
     ++peers_of_src;
   }
 }
 
+void CostModel::EpRouting::finish(const Topology& topo, int nics) {
+  nics = std::max(1, nics);
+  dispatch = std::make_shared<LinkLoads>(topo, nics);
+  combine = std::make_shared<LinkLoads>(topo, nics);
+  for (int r = 0; r < topo.num_ranks(); ++r) {
+    const size_t nic = static_cast<size_t>(topo.node_of(r)) * nics + topo.gpu_of(r) % nics;
+    dispatch->port_sent[r] = combine->port_recv[r] = sent_intra[r];
+    dispatch->port_recv[r] = combine->port_sent[r] = recv_intra[r];
+    dispatch->nic_sent[nic] += sent_inter[r];
+    dispatch->nic_recv[nic] += recv_inter[r];
+    combine->nic_sent[nic] += recv_inter[r];
+    combine->nic_recv[nic] += sent_inter[r];
+    dispatch->intra_bytes += sent_intra[r];
+    dispatch->inter_bytes += sent_inter[r];
+  }
+  combine->intra_bytes = dispatch->intra_bytes;
+  combine->inter_bytes = dispatch->inter_bytes;
+}
+
+namespace {
+bool same_placement(const LayerPlacement& a, const LayerPlacement& b) { return a.replicas == b.replicas && a.slots == b.slots; }
+}  // namespace
+
 std::shared_ptr<const CostModel::EpRouting> CostModel::ep_routing(int layer, int step_idx, int64_t rows,
                                                                   int64_t step_tokens) const {
   if (const SourceAssignments* sources = sources_of_step(step_idx)) return ep_routing_sources(layer, *sources, rows);
-  // Without a capacity the expected routing does not depend on the step's token count: cache it.
+  // Without a capacity the expected routing does not depend on the step's token count.
   const bool dropless = spec_.load_balancing.capacity_factor <= 0;
-  if (dropless && dropless_[layer]) return dropless_[layer];
+  const int64_t key = dropless ? -1 : step_tokens;
+  std::shared_ptr<const EpRouting>& cached = flows_[{layer, key}];
+  if (cached) return cached;
   const std::vector<double> a = assignments_per_token(config_, spec_, options_.routing, layer, step_tokens);
   const LayerPlacement& lp = placement_->layers.at(layer);
+  // Layers with the previous layer's placement and expected assignments have its flows.
+  if (layer > 0 && same_placement(placement_->layers[layer - 1], lp)) {
+    const auto prev = flows_.find({layer - 1, key});
+    if (prev != flows_.end() && assignments_per_token(config_, spec_, options_.routing, layer - 1, step_tokens) == a)
+      return cached = prev->second;
+  }
   const int G = topo_.num_ranks(), E = config_.model.experts;
   auto r = std::make_shared<EpRouting>();
-  r->max_slots = std::max(1, lp.max_slots());
-  r->slot_rows.assign(static_cast<size_t>(G) * r->max_slots, 0.0);
-  r->recv_rows.assign(G, 0.0);
-  r->dispatch = std::make_shared<LinkLoads>(topo_, nics_);
-  r->combine = std::make_shared<LinkLoads>(topo_, nics_);
+  r->begin(G, lp.max_slots());
   for (double x : a) r->sent_rows += x;
   std::vector<int> seen(G, -1);
   std::vector<int> candidates;
@@ -85,13 +124,14 @@ std::shared_ptr<const CostModel::EpRouting> CostModel::ep_routing(int layer, int
         if (candidates.empty()) candidates = reps;
       }
       const double w = a[e] / double(candidates.size());
-      for (int dst : candidates) r->add_flow(topo_, nics_, src, dst, lp.slot_of(dst, e), w, seen, peers);
+      for (int dst : candidates) r->add_flow(topo_, src, dst, lp.slot_of(dst, e), w, seen, peers);
     }
     r->peers = std::max(r->peers, peers);
   }
   r->sent_rows_of.assign(G, r->sent_rows);
   r->busiest = static_cast<int>(std::max_element(r->recv_rows.begin(), r->recv_rows.end()) - r->recv_rows.begin());
-  if (dropless) dropless_[layer] = r;
+  r->finish(topo_, nics_);
+  cached = r;
   return r;
 }
 
@@ -116,14 +156,15 @@ std::shared_ptr<const CostModel::EpRouting> CostModel::ep_routing_sources(int la
   const int G = topo_.num_ranks(), E = config_.model.experts;
   MOE_REQUIRE(static_cast<int>(a.size()) == config_.model.layers && static_cast<int>(a[layer].size()) == G,
               "expected routing: source_assignments must be [layers][ranks][experts]");
+  // Layers with the previous layer's placement and assignments have its flows.
+  if (layer > 0 && same_placement(placement_->layers[layer - 1], lp) && a[layer - 1] == a[layer]) {
+    const auto prev = by_source_.find(std::make_tuple(layer - 1, &a, rows));
+    if (prev != by_source_.end()) return by_source_[key] = prev->second;
+  }
   auto r = std::make_shared<EpRouting>();
   r->per_source = true;
-  r->max_slots = std::max(1, lp.max_slots());
-  r->slot_rows.assign(static_cast<size_t>(G) * r->max_slots, 0.0);
-  r->recv_rows.assign(G, 0.0);
+  r->begin(G, lp.max_slots());
   r->sent_rows_of.assign(G, 0.0);
-  r->dispatch = std::make_shared<LinkLoads>(topo_, nics_);
-  r->combine = std::make_shared<LinkLoads>(topo_, nics_);
   const double per_row = rows > 0 ? 1.0 / double(rows) : 0.0;
   std::vector<int> seen(G, -1);
   std::vector<ReplicaShare> shares;
@@ -144,13 +185,14 @@ std::shared_ptr<const CostModel::EpRouting> CostModel::ep_routing_sources(int la
         if (sh.rows <= 0) continue;
         const double w = sh.rows * per_row;
         r->sent_rows_of[src] += w;
-        r->add_flow(topo_, nics_, src, sh.rank, lp.slot_of(sh.rank, e), w, seen, peers);
+        r->add_flow(topo_, src, sh.rank, lp.slot_of(sh.rank, e), w, seen, peers);
       }
     }
     r->peers = std::max(r->peers, peers);
   }
   r->sent_rows = *std::max_element(r->sent_rows_of.begin(), r->sent_rows_of.end());
   r->busiest = static_cast<int>(std::max_element(r->recv_rows.begin(), r->recv_rows.end()) - r->recv_rows.begin());
+  r->finish(topo_, nics_);
   by_source_[key] = r;
   return r;
 }

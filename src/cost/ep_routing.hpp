@@ -21,10 +21,16 @@ struct CostModel::EpRouting {
   bool crosses_nodes = false;
   std::shared_ptr<LinkLoads> dispatch, combine;  // rows on each link per local token of every rank
 
+  // Sums of the flows per rank, to and from other ranks of its node (intra) or other nodes (inter).
+  std::vector<double> sent_intra, sent_inter, recv_intra, recv_inter;  // [G]
+
+  void begin(int ranks, int slots);   // empty flows on `ranks` ranks with `slots` slots each
   // Adds w rows per local token from `src` to slot `slot` of `dst` (dispatch there, combine back).
   // `seen[dst] == src` marks peers already counted for this source in `peers_of_src`.
-  void add_flow(const Topology& topo, int nics, int src, int dst, int slot, double w, std::vector<int>& seen,
-                int& peers_of_src);
+  void add_flow(const Topology& topo, int src, int dst, int slot, double w, std::vector<int>& seen, int& peers_of_src);
+  // The dispatch and combine link loads from the sums (a rank's inter-node rows use its rail's NIC;
+  // combine is dispatch reversed).
+  void finish(const Topology& topo, int nics);
 };
 
 // Expected assignments per token to each expert of a layer (sums to k), with the capacity applied.

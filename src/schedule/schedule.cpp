@@ -2,6 +2,7 @@
 #include "schedule/schedule.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -59,6 +60,41 @@ std::string Schedule::describe() const {
     o << "\n";
   }
   return o.str();
+}
+
+std::string Schedule::digest() const {
+  std::string text = describe();
+  for (const PartRows& p : parts)
+    text += std::to_string(p.row0) + " " + std::to_string(p.rows) + " " + std::to_string(p.seq0) + " " + std::to_string(p.seqs) + "\n";
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : text) {
+    h ^= ch;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+nlohmann::ordered_json Schedule::summary() const {
+  return {{"mode", overlap_name(mode)}, {"parts", parts.size()}, {"stages", stages.size()}, {"digest", digest()}};
+}
+
+Schedule serialized(const Schedule& s) {
+  Schedule out = s;
+  out.mode = OverlapMode::none;
+  for (size_t i = 1; i < out.stages.size(); ++i) out.stages[i].after.push_back(static_cast<int>(i) - 1);
+  return out;
+}
+
+Schedule ep_step_schedule(const Config& c, const StrategyConfig& spec, int new_len) {
+  MOE_REQUIRE(spec.kind == "ep" && spec.ep > 0, "ep_step_schedule: not an ep strategy");
+  return build_ep_schedule(spec, c.model.layers, c.model.attention, c.workload.batch_sequences / spec.ep, new_len);
+}
+
+Schedule tp_pp_stage_schedule(const Config& c, const StrategyConfig& spec, int stage) {
+  MOE_REQUIRE(spec.kind == "tp_pp" && spec.pp > 0, "tp_pp_stage_schedule: not a tp_pp strategy");
+  return build_tp_pp_schedule(spec, stage, spec.pp, c.model.layers / spec.pp, c.model.attention);
 }
 
 namespace {

@@ -11,6 +11,8 @@
 #include "backend/backend.hpp"
 #include "core/config.hpp"
 
+#include <nlohmann/json.hpp>
+
 namespace moe {
 
 enum class OverlapMode { none, chunked, two_batch, pipelined };
@@ -58,7 +60,15 @@ struct Schedule {
   // tp_pp: pipeline transfers are posted, the next micro-batch's receive ahead of the compute.
   bool posted_transfers = false;
   std::string describe() const;   // one line per stage, for tests and --print-schedule
+  // FNV-1a 64 of describe() and the parts, in hex: equal digests = the same stage list.
+  std::string digest() const;
+  // {"parts", "stages", "digest"}: what results report of the schedule a step ran or was simulated with.
+  nlohmann::ordered_json summary() const;
 };
+
+// The same stages with every stage after its predecessor (program order): what the step would be
+// with nothing overlapped (mode none, same parts).
+Schedule serialized(const Schedule& s);
 
 // ep: `local_seqs` sequences of `new_len` tokens on each rank.
 //  none:      spec.chunks token chunks in program order (dispatch, experts, combine one after another);
@@ -69,10 +79,16 @@ struct Schedule {
 //             other's dispatch or combine is in flight. Every rank has the same parts (some may be empty).
 Schedule build_ep_schedule(const StrategyConfig& spec, int layers, bool attention, int local_seqs, int new_len);
 
+// The schedule of an ep step of `new_len` tokens per sequence (prefill: prompt_tokens, decode: 1):
+// what EpStrategy executes and what the simulator replays.
+Schedule ep_step_schedule(const Config& c, const StrategyConfig& spec, int new_len);
+
 // tp_pp on one pipeline stage of `num_stages`, `layers_per_stage` layers, `microbatches` micro-batches.
 // none: blocking stage-to-stage transfers; pipelined: the receive of micro-batch m+1 is posted
 // before the compute of m and sends are posted (all-reduces stay blocking).
 Schedule build_tp_pp_schedule(const StrategyConfig& spec, int stage, int num_stages, int layers_per_stage,
                               bool attention);
+// The schedule of pipeline stage `stage` of a tp_pp strategy (the same for prefill and decode).
+Schedule tp_pp_stage_schedule(const Config& c, const StrategyConfig& spec, int stage);
 
 }  // namespace moe

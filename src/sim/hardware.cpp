@@ -158,7 +158,9 @@ HardwareProfile parse_profile(const nlohmann::json& j, const HardwareProfile& ba
     }
     if (r.has("streams")) {
       Reader s(r.at("streams"), "streams", {"overlap", "shared_cores"});
-      s.read("overlap", p.overlap);
+      // "overlap" is accepted and ignored: what overlaps is the strategy's overlap mode (its schedule).
+      bool ignored = false;
+      s.read("overlap", ignored);
       s.read("shared_cores", p.shared_cores);
       if (p.shared_cores < 0) throw ConfigError("streams.shared_cores", "must be non-negative");
     }
@@ -217,8 +219,7 @@ ojson profile_to_json(const HardwareProfile& p) {
   j["inter_node"]["nics_per_node"] = p.nics_per_node;
   j["collectives"] = {{"hop_latency_us", p.collective_hop_us}, {"alltoall_per_peer_us", p.alltoall_per_peer_us}};
   if (p.allreduce_gb_s > 0) j["collectives"]["allreduce_gb_s"] = p.allreduce_gb_s;
-  j["streams"] = {{"overlap", p.overlap}};
-  if (p.shared_cores > 0) j["streams"]["shared_cores"] = p.shared_cores;
+  if (p.shared_cores > 0) j["streams"] = {{"shared_cores", p.shared_cores}};
   ojson ks = ojson::object();
   for (int k = 0; k < kNumKernelKinds; ++k) {
     const KernelRate& r = p.kernels[k];

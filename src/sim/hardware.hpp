@@ -48,7 +48,6 @@ struct HardwareProfile {
   double alltoall_per_peer_us = 0.5;   // per destination of an all-to-all (grouped send/recv)
   double allreduce_gb_s = 0;           // intra-node all-reduce bus bandwidth; 0: the link's achievable bandwidth
 
-  bool overlap = true;   // compute and communication streams run concurrently (false: eager backend)
   // Ranks share this many processor cores (the CPU backend with more ranks than cores); 0: every
   // rank has its own device. A step then lasts at least the work of all ranks divided by the cores.
   int shared_cores = 0;

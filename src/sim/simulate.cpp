@@ -49,11 +49,11 @@ int64_t largest(int64_t unit, int64_t limit, F ok) {
 ojson layout_json(const Config& c, const StrategyConfig& s) {
   const ModelConfig& m = c.model;
   if (s.kind == "tp_pp")
-    return {{"tp", s.tp}, {"pp", s.pp}, {"microbatches", s.microbatches}, {"layers_per_stage", m.layers / s.pp},
+    return {{"tp", s.tp}, {"pp", s.pp}, {"microbatches", s.microbatches}, {"overlap", s.overlap}, {"layers_per_stage", m.layers / s.pp},
             {"heads_per_rank", m.attention ? m.heads / s.tp : 0}, {"experts_per_rank", m.experts},
             {"expert_shard_ffn_columns", m.ffn_hidden / s.tp}};
   const int max_experts = m.experts >= s.ep ? (m.experts + s.ep - 1) / s.ep : 1;
-  return {{"ep", s.ep}, {"expert_tp", s.expert_tp}, {"chunks", s.chunks},
+  return {{"ep", s.ep}, {"expert_tp", s.expert_tp}, {"chunks", s.chunks}, {"overlap", s.overlap},
           {"sequences_per_rank", c.workload.batch_sequences / s.ep}, {"placement", s.placement},
           {"max_experts_per_rank", max_experts}};
 }
@@ -175,13 +175,16 @@ ojson simulate_strategy(const Config& c, const StrategyConfig& s, const Simulate
   const StepTiming pre = simulate_step(model.prefill(), hw);
   std::vector<StepTiming> dec;
   std::vector<double> tpots, serial_tpots;
-  HardwareProfile serial = hw;
-  serial.overlap = false;
+  // With overlap, the same steps in program order give what the overlap saves.
+  const bool overlapped = s.overlap != "none";
   for (int t = 0; t < w.decode_steps; ++t) {
-    const StepCost sc = model.decode(t);
+    StepCost sc = model.decode(t);
     dec.push_back(simulate_step(sc, hw));
     tpots.push_back(dec.back().time_ms);
-    if (hw.overlap && s.kind == "ep") serial_tpots.push_back(simulate_step(sc, serial).time_ms);
+    if (overlapped) {
+      sc.schedule = serialized(sc.schedule);
+      serial_tpots.push_back(simulate_step(sc, hw).time_ms);
+    }
   }
   const StepTiming dmean = mean_timing(dec);
   const double decode_total_s = dmean.time_ms * w.decode_steps / 1e3;
@@ -191,6 +194,10 @@ ojson simulate_strategy(const Config& c, const StrategyConfig& s, const Simulate
   r["name"] = s.name;
   r["kind"] = s.kind;
   r["layout"] = layout_json(c, s);
+  if (s.kind == "ep")
+    r["layout"]["schedule"] = {{"prefill", model.prefill().schedule.summary()}, {"decode_step", model.decode(0).schedule.summary()}};
+  else
+    r["layout"]["schedule"] = {{"stage", 0}, {"step", model.prefill().schedule.summary()}};
   r["prefill"] = {{"tokens", prefill_tokens},
                   {"time_s", {{"mean", pre.time_ms / 1e3}, {"min", pre.time_ms / 1e3}, {"max", pre.time_ms / 1e3}}},
                   {"tokens_per_s", pre.time_ms > 0 ? prefill_tokens / (pre.time_ms / 1e3) : 0}};
@@ -250,8 +257,7 @@ ojson simulate_strategy(const Config& c, const StrategyConfig& s, const Simulate
   for (const auto& [key, value] : block.items()) eff[key] = value;
   r["efficiency"] = eff;
   r["roofline"] = {{"prefill", roofline_json(pre)}, {"decode_step", roofline_json(dmean)}};
-  ojson ov = {{"streams_overlap", hw.overlap && s.kind == "ep"}, {"prefill", overlap_json(pre)},
-              {"decode_step", overlap_json(dmean)}};
+  ojson ov = {{"mode", s.overlap}, {"prefill", overlap_json(pre)}, {"decode_step", overlap_json(dmean)}};
   if (!serial_tpots.empty()) {
     double m = 0;
     for (double v : serial_tpots) m += v / serial_tpots.size();

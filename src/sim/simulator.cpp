@@ -152,92 +152,89 @@ double run_queues(std::vector<Task>& tasks, const std::vector<std::vector<int>>&
   return *std::max_element(free.begin(), free.end());
 }
 
+// Replays the step's schedule (schedule/schedule.hpp), the one the runtime executes: compute
+// stages in schedule order on the compute stream (host work, kernels, and the blocking count
+// exchange), dispatch and combine in schedule order on the network, each stage after the stages it
+// waits for. Communication and exposure come from the stage intervals as in the runtime's spans.
 StepTiming simulate_ep(const StepCost& s, const HardwareProfile& hw) {
   StepTiming t;
-  double now = 0, compute_busy = 0;
+  const Schedule& sched = s.schedule;
+  MOE_REQUIRE(!sched.stages.empty() && static_cast<int>(s.ep_layers.size()) > 0, "simulator: ep step without a schedule");
+  int64_t total_rows = 0;
+  for (const PartRows& p : sched.parts) total_rows += p.rows;
+  auto share = [&](int part) { return part < 0 || total_rows == 0 ? 1.0 : double(sched.parts.at(part).rows) / double(total_rows); };
   auto phase = [&](Phase p) -> double& { return t.phase_max_ms[static_cast<int>(p)]; };
-  for (const EpLayerCost& L : s.ep_layers) {
-    for (const Op* op : {&L.attention, &L.gate}) {
-      const double d = op_ms(*op, hw);
-      phase(op->phase) += d;
-      now += d;
-      compute_busy += kernels_ms(*op, hw);
-      t.comm_ms += comm_ms(op->control, hw);
-      add_roofline(t, *op, hw, 1);
-    }
-    const int C = static_cast<int>(L.chunks.size());
-    std::vector<Task> tasks;
-    std::vector<std::vector<int>> queues(2);
-    // Task ids per chunk: prep 5c, dispatch 5c+1, expert 5c+2, combine 5c+3, post 5c+4.
-    for (int c = 0; c < C; ++c) {
-      const EpChunkCost& ch = L.chunks[c];
-      const double prep = kernels_ms(ch.dispatch, hw), disp = comm_ms(ch.dispatch.comm, hw);
-      const double exp = kernels_ms(ch.expert, hw), comb = comm_ms(ch.combine.comm, hw), post = kernels_ms(ch.combine, hw);
-      const int b = 5 * c;
-      tasks.push_back({0, prep, {}});
-      tasks.push_back({1, disp, {b}});
-      tasks.push_back({0, exp, {b + 1}});
-      tasks.push_back({1, comb, {b + 2}});
-      tasks.push_back({0, post, {b + 3}});
-      phase(Phase::dispatch) += prep + disp;
-      phase(Phase::expert) += exp;
-      phase(Phase::combine) += comb + post;
-      t.comm_ms += disp + comb + comm_ms(ch.dispatch.control, hw);
-      for (const Op* op : {&ch.dispatch, &ch.expert, &ch.combine}) add_roofline(t, *op, hw, 1);
-    }
-    if (hw.overlap) {
-      // compute: prep 0, then per chunk c: prep c+1, experts c, post c-1; network: dispatch 0, then
-      // dispatch c+1 and combine c. Dispatch and combine share the links, so they share one queue.
-      queues[0].push_back(0);
-      queues[1].push_back(1);
-      for (int c = 0; c < C; ++c) {
-        if (c + 1 < C) queues[0].push_back(5 * (c + 1));
-        queues[0].push_back(5 * c + 2);
-        if (c > 0) queues[0].push_back(5 * (c - 1) + 4);
-        if (c + 1 < C) queues[1].push_back(5 * (c + 1) + 1);
-        queues[1].push_back(5 * c + 3);
+  std::vector<Task> tasks;
+  std::vector<std::vector<int>> queues(2);
+  std::vector<char> communication;
+  for (const Stage& st : sched.stages) {
+    const EpLayerCost& L = s.ep_layers.at(st.layer);
+    const EpChunkCost* ch = st.part >= 0 && st.part < static_cast<int>(L.chunks->size()) ? &(*L.chunks)[st.part] : nullptr;
+    double d = 0;
+    int resource = 0;
+    switch (st.kind) {
+      case StageKind::attention: phase(Phase::attention) += d = op_ms(L.attention, hw) * share(st.part); break;
+      case StageKind::gate: phase(Phase::gate) += d = op_ms(L.gate, hw) * share(st.part); break;
+      case StageKind::counts: phase(Phase::dispatch) += d = comm_ms(L.counts, hw); break;
+      case StageKind::pack: phase(Phase::dispatch) += d = kernels_ms(ch->dispatch, hw); break;
+      case StageKind::dispatch:
+        phase(Phase::dispatch) += d = comm_ms(ch->dispatch.comm, hw);
+        resource = 1;
+        break;
+      case StageKind::experts: phase(Phase::expert) += d = kernels_ms(ch->expert, hw); break;
+      case StageKind::combine:
+        phase(Phase::combine) += d = comm_ms(ch->combine.comm, hw);
+        resource = 1;
+        break;
+      case StageKind::unpack: {
+        const double residual = op_ms(L.residual, hw) * share(st.part);
+        phase(Phase::combine) += kernels_ms(ch->combine, hw);
+        phase(Phase::other) += residual;
+        d = kernels_ms(ch->combine, hw) + residual;
+        break;
       }
-      if (C > 0) queues[0].push_back(5 * (C - 1) + 4);
-    } else {
-      // Eager program order: every task waits for the previous one.
-      std::vector<int> order;
-      for (int c = 0; c < C; ++c)
-        for (int i = 0; i < 5; ++i) order.push_back(5 * c + i);
-      for (size_t i = 1; i < order.size(); ++i) tasks[order[i]].deps.push_back(order[i - 1]);
-      for (int id : order) queues[tasks[id].resource].push_back(id);
+      default: MOE_REQUIRE(false, std::string("simulator: unexpected ep stage ") + stage_name(st.kind));
     }
-    now = run_queues(tasks, queues, now, &compute_busy);
-    const double res = op_ms(L.residual, hw);
-    phase(Phase::other) += res;
-    now += res;
-    compute_busy += res;
-    add_roofline(t, L.residual, hw, 1);
+    queues[resource].push_back(static_cast<int>(tasks.size()));
+    tasks.push_back({resource, d, st.after});
+    communication.push_back(is_communication(st.kind));
   }
+  for (const EpLayerCost& L : s.ep_layers) {
+    for (const Op* op : {&L.attention, &L.gate, &L.residual}) add_roofline(t, *op, hw, 1);
+    t.roofline[static_cast<int>(Phase::dispatch)].network_ms += comm_ms(L.counts, hw);
+    for (const EpChunkCost& ch : *L.chunks)
+      for (const Op* op : {&ch.dispatch, &ch.expert, &ch.combine}) add_roofline(t, *op, hw, 1);
+  }
+  const double end = run_queues(tasks, queues, 0, nullptr);
+  std::vector<Interval> comm, work, all;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const Interval iv{tasks[i].end - tasks[i].duration, tasks[i].end};
+    (communication[i] ? comm : work).push_back(iv);
+    all.push_back(iv);
+  }
+  t.comm_ms = union_ms(comm);
+  t.exposed_comm_ms = uncovered_ms(comm, work);
   const double tail = op_ms(s.ep_tail, hw);
   phase(Phase::other) += tail;
-  now += tail;
-  compute_busy += tail;
   add_roofline(t, s.ep_tail, hw, 1);
-  t.time_ms = now;
-  double work = work_all_ranks_ms(s.ep_tail, hw, s.ranks);
+  t.time_ms = end + tail;
+  double work_all = work_all_ranks_ms(s.ep_tail, hw, s.ranks);
   for (const EpLayerCost& L : s.ep_layers) {
-    for (const Op* op : {&L.attention, &L.gate, &L.residual}) work += work_all_ranks_ms(*op, hw, s.ranks);
-    for (const EpChunkCost& ch : L.chunks)
-      for (const Op* op : {&ch.dispatch, &ch.expert, &ch.combine}) work += work_all_ranks_ms(*op, hw, s.ranks);
+    for (const Op* op : {&L.attention, &L.gate, &L.residual}) work_all += work_all_ranks_ms(*op, hw, s.ranks);
+    for (const EpChunkCost& ch : *L.chunks)
+      for (const Op* op : {&ch.dispatch, &ch.expert, &ch.combine}) work_all += work_all_ranks_ms(*op, hw, s.ranks);
   }
-  t.busy_all_ranks_ms = work;
-  t.exposed_comm_ms = std::min(t.comm_ms, std::max(0.0, now - compute_busy));
-  if (!hw.overlap) t.exposed_comm_ms = t.comm_ms;
-  double inside = 0;
-  for (double v : t.phase_max_ms) inside += v;
+  t.busy_all_ranks_ms = work_all;
   t.phase_mean_ms = t.phase_max_ms;  // expected routing: ranks differ only by replica shares
-  t.idle_max_ms = t.idle_mean_ms = std::max(0.0, now - inside);
+  t.idle_max_ms = t.idle_mean_ms = std::max(0.0, end - union_ms(all));
   return t;
 }
 
-// GPipe forward with blocking transfers (NCCL send/recv and large MPI messages complete only when both
-// stages are there): a stage sends micro-batch m after computing it and cannot start m+1 before the
-// next stage has received it. After the last micro-batch the last stage sends rms(y_last) to stage 0.
+// GPipe forward. With blocking transfers (overlap none; NCCL send/recv and large MPI messages complete
+// only when both stages are there) a stage sends micro-batch m after computing it and cannot start m+1
+// before the next stage has received it. With posted transfers (pipelined) the sender goes on at once
+// (its sends queue on its send stream) and the receiver, whose receive is already posted, starts m
+// when it has arrived. After the last micro-batch the last stage sends rms(y_last) to stage 0.
 StepTiming simulate_tp_pp(const StepCost& s, const HardwareProfile& hw) {
   StepTiming t;
   const int P = s.stages, M = s.microbatches;
@@ -261,10 +258,16 @@ StepTiming simulate_tp_pp(const StepCost& s, const HardwareProfile& hw) {
   add_roofline(t, s.feedback, hw, 1);
   add_roofline(t, s.feedback_send, hw, 1);
 
-  std::vector<double> free(P, 0.0), ready(P, 0.0), pp(P, 0.0), other(P, 0.0);
+  const bool posted = s.schedule.posted_transfers;
+  std::vector<double> free(P, 0.0), ready(P, 0.0), pp(P, 0.0), other(P, 0.0), send_free(P, 0.0);
   for (int m = 0; m < M; ++m)
     for (int st = 0; st < P; ++st) {
-      if (st > 0) {
+      if (st > 0 && posted) {
+        const double xe = std::max(ready[st - 1], send_free[st - 1]) + hop;
+        send_free[st - 1] = xe;
+        pp[st] += std::max(0.0, xe - free[st]);
+        free[st] = std::max(free[st], xe);
+      } else if (st > 0) {
         const double xs = std::max(ready[st - 1], free[st]), xe = xs + hop;
         pp[st - 1] += xe - ready[st - 1];
         pp[st] += xe - free[st];
@@ -283,6 +286,7 @@ StepTiming simulate_tp_pp(const StepCost& s, const HardwareProfile& hw) {
     pp[0] += xe - free[0];
     free[0] = free[P - 1] = xe;
   }
+  if (posted) for (int st = 0; st < P; ++st) free[st] = std::max(free[st], send_free[st]);  // sends complete in the step
   t.time_ms = *std::max_element(free.begin(), free.end());
   for (int st = 0; st < P; ++st) {
     std::array<double, kNumPhases> ph{};
@@ -299,9 +303,15 @@ StepTiming simulate_tp_pp(const StepCost& s, const HardwareProfile& hw) {
     t.idle_max_ms = std::max(t.idle_max_ms, idle);
     t.idle_mean_ms += idle / P;
   }
-  // Communication is issued on the compute stream: all of it is exposed.
+  // All-reduces and the feedback are blocking: exposed. Blocking pipeline transfers are exposed; posted
+  // ones only where the receiving stage waited for them.
   t.comm_ms = mb_comm * M + (P > 1 ? hop * M + fb_send : 0);
   t.exposed_comm_ms = t.comm_ms;
+  if (posted && P > 1) {
+    double wait = 0;
+    for (int st = 1; st < P; ++st) wait = std::max(wait, pp[st]);
+    t.exposed_comm_ms = mb_comm * M + fb_send + std::min(wait, hop * M);
+  }
   double stage_work = 0;
   for (int st = 0; st < P; ++st) stage_work += (mb_compute - mb_comm) * M + other[st];
   t.busy_all_ranks_ms = s.tp * stage_work;

@@ -1,6 +1,7 @@
 // Time model: the duration of every kernel and communication of a StepCost on a HardwareProfile, and
-// the event schedule of a step (EP chunks over a compute stream and the network; GPipe micro-batches
-// over pipeline stages with blocking transfers), giving step time, per-phase times and roofline bounds.
+// the event schedule of a step (the ep step's stages over a compute stream and the network; GPipe
+// micro-batches over pipeline stages, transfers blocking or posted), giving step time, per-phase
+// times, overlap and roofline bounds.
 #pragma once
 #include <array>
 #include <string>
@@ -38,8 +39,8 @@ struct StepTiming {
 double kernel_ms(const Kernel& k, const HardwareProfile& hw);
 double comm_ms(const CommCost& c, const HardwareProfile& hw);
 
-// Schedule one step. hw.overlap selects the EP chunk pipeline (dispatch of chunk i+1, experts of chunk i and
-// combine of chunk i-1 concurrently) or the eager order of the CPU backend (everything in program order).
+// Times one step by replaying its schedule (StepCost::schedule, the one the runtime executes) with a
+// duration per stage: what overlaps is the strategy's overlap mode, on every backend.
 StepTiming simulate_step(const StepCost& s, const HardwareProfile& hw);
 
 }  // namespace moe

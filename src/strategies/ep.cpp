@@ -50,8 +50,8 @@ class EpStrategy : public Strategy {
     max_len_ = w_.prompt_tokens + w_.decode_steps;
     placement_ = ctx.plan ? *ctx.plan : plan_for_strategy(ctx.config, s, ctx.topology);
     check_placement(placement_, ep_);
-    prefill_schedule_ = build_ep_schedule(s, m_.layers, m_.attention, local_seqs_, w_.prompt_tokens);
-    decode_schedule_ = build_ep_schedule(s, m_.layers, m_.attention, local_seqs_, 1);
+    prefill_schedule_ = ep_step_schedule(ctx.config, s, w_.prompt_tokens);
+    decode_schedule_ = ep_step_schedule(ctx.config, s, 1);
 
     const int64_t local_tokens = int64_t(local_seqs_) * w_.prompt_tokens;
     const int64_t d = m_.hidden;
@@ -105,7 +105,8 @@ class EpStrategy : public Strategy {
             {"prefill_parts", prefill_schedule_.parts.size()}, {"decode_parts", decode_schedule_.parts.size()},
             {"immediate_routing", prefill_schedule_.front_per_part}, {"sequences_per_rank", local_seqs_},
             {"placement", placement_.algorithm}, {"max_experts_per_rank", placement_.layers.at(0).max_slots()},
-            {"experts_of_rank", experts_of_rank}};
+            {"experts_of_rank", experts_of_rank},
+            {"schedule", {{"prefill", prefill_schedule_.summary()}, {"decode_step", decode_schedule_.summary()}}}};
   }
 
   void reset() override {

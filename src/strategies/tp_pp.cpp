@@ -35,7 +35,7 @@ class TpPpStrategy : public Strategy {
     layers_per_stage_ = m_.layers / pp_;
     first_layer_ = stage_ * layers_per_stage_;
     microbatches_ = s.microbatches;
-    schedule_ = build_tp_pp_schedule(s, stage_, pp_, layers_per_stage_, m_.attention);
+    schedule_ = tp_pp_stage_schedule(ctx.config, s, stage_);
     mb_seqs_ = w_.batch_sequences / microbatches_;
     max_len_ = w_.prompt_tokens + w_.decode_steps;
     const int64_t mb_tokens = int64_t(mb_seqs_) * w_.prompt_tokens;
@@ -79,7 +79,8 @@ class TpPpStrategy : public Strategy {
   nlohmann::ordered_json layout() const override {
     return {{"tp", tp_}, {"pp", pp_}, {"microbatches", microbatches_}, {"overlap", ctx_.spec.overlap}, {"layers_per_stage", layers_per_stage_},
             {"heads_per_rank", m_.attention ? m_.heads / tp_ : 0}, {"experts_per_rank", m_.experts},
-            {"expert_shard_ffn_columns", m_.ffn_hidden / tp_}};
+            {"expert_shard_ffn_columns", m_.ffn_hidden / tp_},
+            {"schedule", {{"stage", stage_}, {"step", schedule_.summary()}}}};
   }
 
   void reset() override {

@@ -116,9 +116,9 @@ TEST_CASE("cost model: EP dispatch and combine bytes under uniform routing", "[c
   CHECK(pre.links.max_port_sent() == Approx(4.5 * 16 * 2 * 2));
   const moe::StepCost s = m.prefill();
   REQUIRE(s.ep_layers.size() == 2);
-  REQUIRE(s.ep_layers[0].chunks.size() == 1);
-  CHECK(s.ep_layers[0].chunks[0].dispatch.comm.kind == moe::CommKind::all_to_all);
-  CHECK(s.ep_layers[0].chunks[0].dispatch.comm.peers == 3);
+  REQUIRE(s.ep_layers[0].chunks->size() == 1);
+  CHECK((*s.ep_layers[0].chunks)[0].dispatch.comm.kind == moe::CommKind::all_to_all);
+  CHECK((*s.ep_layers[0].chunks)[0].dispatch.comm.peers == 3);
 }
 
 TEST_CASE("cost model: expert FLOPs are routing independent, the busiest rank is not", "[cost]") {
@@ -131,8 +131,8 @@ TEST_CASE("cost model: expert FLOPs are routing independent, the busiest rank is
   CHECK(phase_flops(s, moe::Phase::expert) == Approx(phase_flops(u, moe::Phase::expert)));
   CHECK(s.flops() == Approx(u.flops()));
   // Layer 0's hot expert makes rank 0 the busiest: it computes 0.7/0.25 of the uniform rows.
-  const double hot = skewed.prefill().ep_layers[0].chunks[0].expert.flops();
-  const double even = uniform.prefill().ep_layers[0].chunks[0].expert.flops();
+  const double hot = (*skewed.prefill().ep_layers[0].chunks)[0].expert.flops();
+  const double even = (*uniform.prefill().ep_layers[0].chunks)[0].expert.flops();
   CHECK(hot == Approx(even * 0.7 / 0.25));
   // tp_pp is routing independent for the totals as well.
   const moe::CostModel tu(c, c.strategies[0], fp32()), ts(c, c.strategies[0], skew);

@@ -11,6 +11,7 @@
 #include "cost/cost_model.hpp"
 #include "sim/hardware.hpp"
 #include "sim/simulate.hpp"
+#include "schedule/schedule.hpp"
 #include "sim/simulator.hpp"
 
 namespace {
@@ -115,9 +116,16 @@ TEST_CASE("simulator: GPipe schedule has (M + P - 1) stage slots", "[sim]") {
 TEST_CASE("simulator: EP chunks overlap dispatch, experts and combine", "[sim]") {
   moe::StepCost s;
   s.kind = "ep";
+  moe::StrategyConfig spec;
+  spec.kind = "ep";
+  spec.chunks = 4;
+  spec.overlap = "chunked";
+  s.schedule = moe::build_ep_schedule(spec, 1, false, 4, 1);
+  REQUIRE(s.schedule.parts.size() == 4);
   moe::EpLayerCost L;
   auto links = std::make_shared<moe::LinkLoads>(moe::Topology(1, 2), 1);
   links->add(moe::Topology(1, 2), 1, 0, 1, 1e6);  // 1 ms on a 1 GB/s port
+  auto parts = std::make_shared<std::vector<moe::EpChunkCost>>();
   for (int c = 0; c < 4; ++c) {
     moe::EpChunkCost ch;
     ch.dispatch.phase = moe::Phase::dispatch;
@@ -125,21 +133,28 @@ TEST_CASE("simulator: EP chunks overlap dispatch, experts and combine", "[sim]")
     ch.expert = copy_op(moe::Phase::expert, 1.0);
     ch.combine.phase = moe::Phase::combine;
     ch.combine.comm = ch.dispatch.comm;
-    L.chunks.push_back(ch);
+    parts->push_back(ch);
   }
+  L.chunks = parts;
   s.ep_layers.push_back(L);
-  moe::HardwareProfile hw = unit_profile();
-  hw.overlap = false;
-  const moe::StepTiming serial = moe::simulate_step(s, hw);
-  CHECK(serial.time_ms == Approx(12.0));
-  CHECK(serial.exposed_comm_ms == Approx(8.0));
-  hw.overlap = true;
+  const moe::HardwareProfile hw = unit_profile();
   const moe::StepTiming piped = moe::simulate_step(s, hw);
+  moe::StepCost in_order = s;
+  in_order.schedule = moe::serialized(s.schedule);
+  const moe::StepTiming serial = moe::simulate_step(in_order, hw);
+  CHECK(serial.time_ms == Approx(12.0));
+  CHECK(serial.comm_ms == Approx(8.0));
+  CHECK(serial.exposed_comm_ms == Approx(8.0));
   // The network carries 8 ms of dispatch + combine, the compute stream 4 ms: the network bounds it.
-  CHECK(piped.time_ms < serial.time_ms);
-  // d0 d1 c0 d2 c1 d3 c2 c3 back to back: the experts of chunk i run under dispatch i+1.
+  // d0 d1 c0 d2 c1 d3 c2 c3 back to back: the experts of chunk i run under the network's transfers.
   CHECK(piped.time_ms == Approx(8.0));
-  CHECK(piped.exposed_comm_ms < serial.exposed_comm_ms);
+  CHECK(piped.comm_ms == Approx(8.0));
+  CHECK(piped.exposed_comm_ms == Approx(4.0));
+  // The same schedule with overlap none keeps program order: as slow as the serialized one.
+  spec.overlap = "none";
+  moe::StepCost none = s;
+  none.schedule = moe::build_ep_schedule(spec, 1, false, 4, 1);
+  CHECK(moe::simulate_step(none, hw).time_ms == Approx(12.0));
 }
 
 TEST_CASE("simulator: more bandwidth never predicts a slower step", "[sim]") {
