@@ -10,6 +10,7 @@
 
 #include "backend/factory.hpp"
 #include "cli/calibrate_command.hpp"
+#include "cli/exchange_command.hpp"
 #include "cli/command.hpp"
 #include "cli/place_command.hpp"
 #include "cli/simulate_command.hpp"
@@ -242,6 +243,7 @@ int main(int argc, char** argv) {
   commands.push_back(moe::add_simulate_command(app));
   commands.push_back(moe::add_calibrate_command(app));
   commands.push_back(moe::add_place_command(app));
+  commands.push_back(moe::add_exchange_command(app));
 
   try {
     app.parse(argc, argv);

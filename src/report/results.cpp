@@ -60,6 +60,16 @@ std::string human_bytes(double b) {
   return fmt(b, 1) + " " + units[u];
 }
 
+// Prefill / decode overlap efficiency (1 - exposed / communication time), "-" without communication.
+std::string overlap_cell(const nlohmann::ordered_json& s) {
+  if (!s.contains("overlap")) return "-";
+  auto one = [&](const char* step) -> std::string {
+    const auto& o = s["overlap"][step];
+    return o.is_object() && o["comm_ms"].get<double>() > 0 ? fmt(o["efficiency"].get<double>()) : "-";
+  };
+  return one("prefill") + "/" + one("decode_step");
+}
+
 }  // namespace
 
 void print_table(std::ostream& out, const nlohmann::ordered_json& r) {
@@ -72,7 +82,7 @@ void print_table(std::ostream& out, const nlohmann::ordered_json& r) {
   for (const auto& s : r["strategies"]) name_w = std::max<int>(name_w, static_cast<int>(s["name"].get<std::string>().size()));
   out << std::left << std::setw(name_w + 2) << "strategy" << std::setw(8) << "kind" << std::right << std::setw(14) << "prefill tok/s"
       << std::setw(14) << "decode tok/s" << std::setw(11) << "TPOT mean" << std::setw(10) << "TPOT p50" << std::setw(10)
-      << "TPOT p99" << std::setw(12) << "max rel err" << std::setw(8) << "verify" << "\n";
+      << "TPOT p99" << std::setw(13) << "overlap p/d" << std::setw(12) << "max rel err" << std::setw(8) << "verify" << "\n";
   for (const auto& s : r["strategies"]) {
     const auto& v = s["verification"];
     const bool checked = v["checked"].get<bool>();
@@ -81,7 +91,7 @@ void print_table(std::ostream& out, const nlohmann::ordered_json& r) {
         << fmt(s["decode"]["tokens_per_s"].get<double>(), 0) << std::setw(8)
         << fmt(s["decode"]["tpot_ms"]["mean"].get<double>()) << " ms" << std::setw(7)
         << fmt(s["decode"]["tpot_ms"]["p50"].get<double>()) << " ms" << std::setw(7)
-        << fmt(s["decode"]["tpot_ms"]["p99"].get<double>()) << " ms" << std::setw(12)
+        << fmt(s["decode"]["tpot_ms"]["p99"].get<double>()) << " ms" << std::setw(13) << overlap_cell(s) << std::setw(12)
         << (checked ? fmt(v["max_rel_error"].get<double>() * 1e6, 2) + "e-6" : "-") << std::setw(8)
         << (checked ? (v["passed"].get<bool>() ? "PASS" : "FAIL") : "off") << "\n";
   }

@@ -13,7 +13,7 @@ namespace {
 // Per span: strategy, step, stage code, phase, stream, communication, layer, part, bytes, start, end (µs).
 constexpr int kFields = 11;
 
-const char* const kExtraStages[] = {"plan"};
+const char* const kExtraStages[] = {"plan", "pp_feedback"};
 constexpr int kNumStageKinds = static_cast<int>(StageKind::pp_send) + 1;
 
 const char* stream_name(int s) {

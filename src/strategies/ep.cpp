@@ -208,10 +208,8 @@ class EpStrategy : public Strategy {
     const SpanTag plan_tag{"plan", l, -1, 0}, counts_tag{stage_name(StageKind::counts), l, -1, 0};
     // A blocking host exchange: a communication span nothing can overlap.
     auto exchange = [&](const std::vector<int64_t>& send, int per_peer) {
-      const Event start = compute_.record(Stream::compute);
-      std::vector<int64_t> in = comm_.all_to_all_counts(send, per_peer);
-      timer.communication(Phase::dispatch, Stream::compute, start, compute_.record(Stream::compute), counts_tag);
-      return in;
+      ScopedCommunication c(timer, compute_, Phase::dispatch, counts_tag);
+      return comm_.all_to_all_counts(send, per_peer);
     };
     Routing& r = layer_routing_;
     if (sched.front_per_part) {
@@ -299,8 +297,9 @@ class EpStrategy : public Strategy {
     part.dispatch = comm_.post_all_to_all_v(send, part.plan.send_rows, recv, part.recv_rows, Stream::compute);
   }
 
-  // The rank's experts on the rows of each source as they arrive (rows from one source are grouped
-  // by slot), writing outputs in the received order, ready for the return trip.
+  // The rank's experts on the rows of each source (rows from one source are grouped by slot), writing
+  // outputs in the received order, ready for the return trip. Overlapped modes start on each
+  // source's rows as they arrive; overlap none waits for the whole exchange first.
   void experts(PhaseTimer& timer, const Stage& s) {
     Part& part = parts_[s.part];
     ExpertBank& bank = *layers_[s.layer].experts;
@@ -310,7 +309,14 @@ class EpStrategy : public Strategy {
     std::vector<int64_t> offset(ep_ + 1, 0);
     for (int q = 0; q < ep_; ++q) offset[q + 1] = offset[q] + part.recv_rows[q];
     Event arrived;
-    for (int src; (src = comm_.wait_next_source(part.dispatch, Stream::compute, &arrived)) >= 0;) {
+    std::vector<int> sources;
+    if (step_.schedule->mode == OverlapMode::none)
+      for (int src; (src = comm_.wait_next_source(part.dispatch, Stream::compute, &arrived)) >= 0;) sources.push_back(src);
+    for (size_t i = 0;; ++i) {
+      const int src = step_.schedule->mode == OverlapMode::none
+                          ? (i < sources.size() ? sources[i] : -1)
+                          : comm_.wait_next_source(part.dispatch, Stream::compute, &arrived);
+      if (src < 0) break;
       if (part.recv_rows[src] == 0) continue;
       ScopedPhase p(timer, Phase::expert, SpanTag{stage_name(s.kind), s.layer, s.part, part.recv_rows[src]});
       std::vector<int64_t> rows_per_slot(bank.experts().size(), 0);

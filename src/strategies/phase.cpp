@@ -84,13 +84,18 @@ StepSpans PhaseTimer::finish_step() {
   if (!spans_.empty()) {
     const Event origin = has_origin_ ? origin_ : spans_.front().start;
     std::vector<Interval> all, comm, work;
+    std::vector<Interval> times;
     for (const Span& s : spans_) {
       double a = compute_.elapsed_ms(origin, s.start), b = compute_.elapsed_ms(origin, s.stop);
       b = std::max(a, b);
-      out.phases[static_cast<int>(s.phase)] += b - a;
+      times.push_back({a, b});
       all.push_back({a, b});
       (s.communication ? comm : work).push_back({a, b});
       if (keep_) out.spans.push_back(SpanRecord{s.phase, s.stream, s.communication, a, b, s.tag});
+    }
+    for (size_t i = 0; i < spans_.size(); ++i) {
+      const Interval t = times[i];
+      out.phases[static_cast<int>(spans_[i].phase)] += spans_[i].communication ? uncovered_ms({t}, work) : t.end - t.begin;
     }
     out.busy_ms = union_ms(all);
     out.comm_ms = union_ms(comm);

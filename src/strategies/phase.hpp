@@ -44,7 +44,9 @@ double union_ms(std::vector<Interval> v);
 double uncovered_ms(std::vector<Interval> a, std::vector<Interval> b);
 
 struct StepSpans {
-  PhaseTimes phases{};          // summed span time per phase (spans of different streams may overlap)
+  // Per phase: compute spans, plus the part of communication spans no compute span covered (the time
+  // the step waited for them), so that the phases of a step add up to at most its time.
+  PhaseTimes phases{};
   double busy_ms = 0;           // union of every span
   double comm_ms = 0;           // union of the communication spans
   double exposed_comm_ms = 0;   // of it, the time not covered by a compute span
@@ -80,6 +82,24 @@ class PhaseTimer {
   bool has_origin_ = false;
   bool open_ = false;
   bool keep_ = false;
+};
+
+// RAII bracket of a blocking communication on the compute stream (an all-reduce, a blocking
+// point-to-point transfer): a communication span nothing overlaps.
+class ScopedCommunication {
+ public:
+  ScopedCommunication(PhaseTimer& t, ComputeBackend& compute, Phase p, SpanTag tag)
+      : t_(t), compute_(compute), p_(p), tag_(tag), start_(compute.record(Stream::compute)) {}
+  ~ScopedCommunication() { t_.communication(p_, Stream::compute, start_, compute_.record(Stream::compute), tag_); }
+  ScopedCommunication(const ScopedCommunication&) = delete;
+  ScopedCommunication& operator=(const ScopedCommunication&) = delete;
+
+ private:
+  PhaseTimer& t_;
+  ComputeBackend& compute_;
+  Phase p_;
+  SpanTag tag_;
+  Event start_;
 };
 
 // RAII bracket: { ScopedPhase s(timer, Phase::gate); ... }

@@ -157,7 +157,7 @@ class TpPpStrategy : public Strategy {
 
   void receive(PhaseTimer& timer, int mb) {
     if (!schedule_.posted_transfers) {
-      ScopedPhase p(timer, Phase::pp_transfer, SpanTag{"pp_recv", -1, mb, microbatch(mb).bytes()});
+      ScopedCommunication c(timer, compute_, Phase::pp_transfer, SpanTag{"pp_recv", -1, mb, microbatch(mb).bytes()});
       pp_comm_->recv(microbatch(mb), stage_ - 1, Stream::compute);
       arrived_[mb] = true;
       return;
@@ -168,7 +168,7 @@ class TpPpStrategy : public Strategy {
 
   void send(PhaseTimer& timer, int mb) {
     if (!schedule_.posted_transfers) {
-      ScopedPhase p(timer, Phase::pp_transfer, SpanTag{"pp_send", -1, mb, microbatch(mb).bytes()});
+      ScopedCommunication c(timer, compute_, Phase::pp_transfer, SpanTag{"pp_send", -1, mb, microbatch(mb).bytes()});
       pp_comm_->send(microbatch(mb), stage_ + 1, Stream::compute);
       return;
     }
@@ -236,7 +236,7 @@ class TpPpStrategy : public Strategy {
   void all_reduce_add(PhaseTimer& timer, int i, int mb) {
     const Mat x = microbatch(mb), partial = partial_.slice_rows(0, x.rows);
     if (tp_ > 1) {
-      ScopedPhase p(timer, Phase::tp_allreduce, SpanTag{"tp_allreduce", first_layer_ + i, mb, partial.bytes()});
+      ScopedCommunication c(timer, compute_, Phase::tp_allreduce, SpanTag{"tp_allreduce", first_layer_ + i, mb, partial.bytes()});
       tp_comm_->all_reduce_sum(partial, Stream::compute);
     }
     compute_.add(x, partial);
@@ -254,7 +254,7 @@ class TpPpStrategy : public Strategy {
       compute_.synchronize(Stream::compute);
     }
     if (pp_ == 1) return;
-    ScopedPhase p(timer, Phase::pp_transfer, SpanTag{"pp_feedback", -1, -1, next.bytes()});
+    ScopedCommunication c(timer, compute_, Phase::pp_transfer, SpanTag{"pp_feedback", -1, -1, next.bytes()});
     if (stage_ == pp_ - 1) pp_comm_->send(next, 0, Stream::compute);
     if (stage_ == 0) pp_comm_->recv(next, pp_ - 1, Stream::compute);
   }

@@ -10,6 +10,8 @@
 #include <catch2/catch.hpp>
 
 #include "mpi_test_util.hpp"
+#include "sim/hardware.hpp"
+#include "sim/simulate.hpp"
 
 using moe::testing::run_json;
 using moe::testing::small_config;
@@ -188,4 +190,54 @@ TEST_CASE("overlap, 2 ranks: the trace has a process per rank, a thread per stre
   }
   INFO("microseconds of experts(c) under dispatch(c+1), summed over ranks and layers");
   CHECK(overlapped > 0);
+}
+
+namespace {
+
+// The schedule each strategy ran (layout.schedule of the run) is the one simulate replays.
+void check_run_and_simulate_agree(const json& cfg) {
+  const moe::RunOutcome out = run_json(cfg);
+  CHECK(out.all_verified);
+  if (world_rank() != 0) return;
+  const moe::Config c = moe::parse_config(cfg);
+  moe::SimulateOptions o;
+  o.hardware = moe::default_profile(c.cluster);
+  o.feasible_variant = false;
+  const auto sim = moe::simulate_config(c, o);
+  REQUIRE(out.strategies.size() == sim["strategies"].size());
+  for (size_t i = 0; i < out.strategies.size(); ++i) {
+    INFO(out.strategies[i]["name"].get<std::string>());
+    CHECK(out.strategies[i]["layout"]["schedule"].dump() == sim["strategies"][i]["layout"]["schedule"].dump());
+    CHECK(out.strategies[i]["overlap"]["mode"] == sim["strategies"][i]["overlap"]["mode"]);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("overlap, 2 ranks: run and simulate see the same stages for the shipped overlap config", "[np2]") {
+  REQUIRE(world_size() == 2);
+  json cfg = moe::testing::load_json("configs/cpu-2rank-overlap.json");
+  cfg["model"]["hidden"] = 128;   // the same schedule at a test's size
+  cfg["workload"]["prompt_tokens"] = 16;
+  cfg["workload"]["decode_steps"] = 2;
+  cfg["run"]["iterations"] = 1;
+  check_run_and_simulate_agree(cfg);
+}
+
+TEST_CASE("overlap, 4 ranks: run and simulate see the same stages for the shipped 4-rank config", "[np4]") {
+  REQUIRE(world_size() == 4);
+  json cfg = moe::testing::load_json("configs/cpu-4rank.json");
+  cfg["run"]["iterations"] = 1;
+  check_run_and_simulate_agree(cfg);
+}
+
+TEST_CASE("overlap, 16 ranks: run and simulate see the same stages for the shipped 16-rank configs", "[np16]") {
+  REQUIRE(world_size() == 16);
+  for (const char* name : {"configs/cpu-16rank.json", "configs/cpu-16rank-zipf.json", "configs/cpu-16rank-hot.json"}) {
+    INFO(name);
+    json cfg = moe::testing::load_json(name);
+    cfg["workload"]["decode_steps"] = 2;
+    cfg["run"]["iterations"] = 1;
+    check_run_and_simulate_agree(cfg);
+  }
 }
