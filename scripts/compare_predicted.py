@@ -38,6 +38,12 @@ def main(sim_path, run_path):
                     rows.append((f"  {label} {k} ms", ps.get(k, 0.0), pm[k]))
         for q, p, me in rows:
             print(f"{name:<10} {q:<26} {p:>11.3f} {me:>11.3f} {err(p, me):>7.1f}%")
+        for step, label in (("prefill", "prefill"), ("decode_step", "decode")):
+            ps, pm = s.get("overlap", {}).get(step), m.get("overlap", {}).get(step)
+            if isinstance(ps, dict) and isinstance(pm, dict) and pm.get("comm_ms", 0) > 0:
+                p, me = ps["efficiency"], pm["efficiency"]
+                print(f"{name:<10} {'  ' + label + ' overlap efficiency':<26} {p:>11.3f} {me:>11.3f} "
+                      f"{(p - me) * 100:>+6.1f}pt")
     print(f"\nworst step-time error: {worst:.1f}%")
     return worst
 

@@ -175,15 +175,15 @@ StepTiming simulate_ep(const StepCost& s, const HardwareProfile& hw) {
     switch (st.kind) {
       case StageKind::attention: phase(Phase::attention) += d = op_ms(L.attention, hw) * share(st.part); break;
       case StageKind::gate: phase(Phase::gate) += d = op_ms(L.gate, hw) * share(st.part); break;
-      case StageKind::counts: phase(Phase::dispatch) += d = comm_ms(L.counts, hw); break;
+      case StageKind::counts: d = comm_ms(L.counts, hw); break;
       case StageKind::pack: phase(Phase::dispatch) += d = kernels_ms(ch->dispatch, hw); break;
       case StageKind::dispatch:
-        phase(Phase::dispatch) += d = comm_ms(ch->dispatch.comm, hw);
+        d = comm_ms(ch->dispatch.comm, hw);
         resource = 1;
         break;
       case StageKind::experts: phase(Phase::expert) += d = kernels_ms(ch->expert, hw); break;
       case StageKind::combine:
-        phase(Phase::combine) += d = comm_ms(ch->combine.comm, hw);
+        d = comm_ms(ch->combine.comm, hw);
         resource = 1;
         break;
       case StageKind::unpack: {
@@ -214,6 +214,13 @@ StepTiming simulate_ep(const StepCost& s, const HardwareProfile& hw) {
   }
   t.comm_ms = union_ms(comm);
   t.exposed_comm_ms = uncovered_ms(comm, work);
+  // As in the runtime's phases: a transfer counts in its phase for the time nothing computed.
+  for (size_t i = 0; i < tasks.size(); ++i)
+    if (communication[i]) {
+      const StageKind k = sched.stages[i].kind;
+      phase(k == StageKind::combine ? Phase::combine : Phase::dispatch) +=
+          uncovered_ms({{tasks[i].end - tasks[i].duration, tasks[i].end}}, work);
+    }
   const double tail = op_ms(s.ep_tail, hw);
   phase(Phase::other) += tail;
   add_roofline(t, s.ep_tail, hw, 1);
