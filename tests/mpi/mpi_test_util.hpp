@@ -48,6 +48,11 @@ inline RunOutcome run_json(const nlohmann::json& cfg_json, const std::string& du
   return run_strategies(c, o, *b.compute, *b.world);
 }
 
+// A load_balancing block: `policy`, a window of 8 tokens, and `capacity` (0: none).
+inline nlohmann::json balancing(const std::string& policy, double capacity = 0) {
+  return {{"policy", policy}, {"update_interval_tokens", 8}, {"capacity_factor", capacity}};
+}
+
 // A small model on `nodes x gpus` ranks with the given strategies.
 inline nlohmann::json small_config(int nodes, int gpus, int experts, int heads, int batch, nlohmann::json strategies) {
   nlohmann::json j = load_json("configs/cpu-4rank.json");

@@ -21,13 +21,9 @@ using nlohmann::json;
 
 namespace {
 
-json lb(const std::string& policy, double capacity = 0) {
-  return {{"policy", policy}, {"update_interval_tokens", 8}, {"capacity_factor", capacity}};
-}
-
 json ep(const std::string& name, int ranks, const std::string& overlap, int chunks, double capacity) {
   return {{"name", name}, {"kind", "ep"}, {"ep", ranks}, {"overlap", overlap}, {"chunks", chunks},
-          {"load_balancing", lb("paper", capacity)}};
+          {"load_balancing", moe::testing::balancing("paper", capacity)}};
 }
 
 // Every mode, including immediate routing off and more chunks than a decode step has tokens.
@@ -67,7 +63,7 @@ TEST_CASE("overlap, 2 ranks: every ep mode and pipelined tp_pp match the referen
   REQUIRE(world_size() == 2);
   json strategies = every_ep_mode(2, 1.0);
   strategies.push_back({{"name", "pp2-pipelined"}, {"kind", "tp_pp"}, {"tp", 1}, {"pp", 2}, {"microbatches", 4},
-                        {"overlap", "pipelined"}, {"load_balancing", lb("paper", 1.0)}});
+                        {"overlap", "pipelined"}, {"load_balancing", moe::testing::balancing("paper", 1.0)}});
   json cfg = small_config(1, 2, 8, 2, 4, strategies);
   cfg["model"]["layers"] = 4;
   const moe::RunOutcome out = run_json(cfg);
@@ -95,7 +91,7 @@ TEST_CASE("overlap, 4 ranks: every mode, attention on and off", "[np4]") {
   REQUIRE(world_size() == 4);
   json strategies = every_ep_mode(4, 1.0);
   strategies.push_back({{"name", "tp2pp2-pipelined"}, {"kind", "tp_pp"}, {"tp", 2}, {"pp", 2}, {"microbatches", 2},
-                        {"overlap", "pipelined"}, {"load_balancing", lb("paper", 1.0)}});
+                        {"overlap", "pipelined"}, {"load_balancing", moe::testing::balancing("paper", 1.0)}});
   strategies.push_back({{"name", "pp4-pipelined"}, {"kind", "tp_pp"}, {"tp", 1}, {"pp", 4}, {"microbatches", 4},
                         {"overlap", "pipelined"}});
   json cfg = small_config(1, 4, 16, 4, 8, strategies);
