@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "core/error.hpp"
+#include "core/watchdog.hpp"
 #include "cost/memory.hpp"
 #include "placement/strategy_plan.hpp"
 #include "report/npy.hpp"
@@ -31,8 +32,14 @@ struct StepTimes {
   double decode_wall_ms = 0;
 };
 
-double timed_step(Comm& world, PhaseTimer& timer, PhaseTimes& phases, const std::function<void()>& step) {
-  world.barrier();
+// `step_idx`: 0 prefill, k decode step k (as in the load report); named in watchdog messages.
+double timed_step(Comm& world, PhaseTimer& timer, PhaseTimes& phases, int step_idx, const std::function<void()>& step) {
+  ActivityScope step_activity(ActivityField::step, step_idx);
+  {
+    ActivityScope barrier_activity("barrier");
+    world.barrier();
+  }
+  ActivityScope forward_activity("forward");
   const auto t0 = Clock::now();
   step();
   const PhaseTimes p = timer.finish_step();  // synchronizes the device
@@ -46,9 +53,9 @@ StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& w
   PhaseTimes scratch{};
   // Warm-up: one untimed prefill and a few decode steps (allocations, caches, first-touch).
   s.reset();
-  timed_step(world, timer, scratch, [&] { s.prefill(timer); });
+  timed_step(world, timer, scratch, 0, [&] { s.prefill(timer); });
   for (int i = 0; i < std::min(c.workload.warmup_steps, c.workload.decode_steps); ++i)
-    timed_step(world, timer, scratch, [&] { s.decode_step(timer); });
+    timed_step(world, timer, scratch, i + 1, [&] { s.decode_step(timer); });
 
   // Counters cover the measured iterations only.
   compute.reset_counters();
@@ -57,10 +64,11 @@ StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& w
   std::vector<double> prefill_local, decode_local;
   for (int it = 0; it < c.run.iterations; ++it) {
     s.reset();
-    prefill_local.push_back(timed_step(world, timer, t.prefill_phases, [&] { s.prefill(timer); }));
+    prefill_local.push_back(timed_step(world, timer, t.prefill_phases, 0, [&] { s.prefill(timer); }));
     for (int step = 0; step < c.workload.decode_steps; ++step)
-      decode_local.push_back(timed_step(world, timer, t.decode_phases, [&] { s.decode_step(timer); }));
+      decode_local.push_back(timed_step(world, timer, t.decode_phases, step + 1, [&] { s.decode_step(timer); }));
   }
+  ActivityScope results_activity("results");
   for (double v : prefill_local) t.prefill_wall_ms += v;
   for (double v : decode_local) t.decode_wall_ms += v;
   world.all_reduce_max_host(prefill_local);
@@ -105,13 +113,20 @@ CheckedPass checked_pass(Strategy& s, const Config& c, ComputeBackend& compute, 
   const bool with_choices = assignments <= kTraceInlineLimit;
   s.set_record_choices(with_choices);
   s.reset();
-  s.prefill(timer);
-  timer.finish_step();
-  if (gather) p.prefill = s.gather_output();
-  record_step(world, s.step_load(), B * c.workload.prompt_tokens, with_choices, p.routing);
+  ActivityScope pass_activity("checked_pass");
+  {
+    ActivityScope step_activity(ActivityField::step, 0);
+    s.prefill(timer);
+    timer.finish_step();
+    ActivityScope gather_activity("gather_output");
+    if (gather) p.prefill = s.gather_output();
+    record_step(world, s.step_load(), B * c.workload.prompt_tokens, with_choices, p.routing);
+  }
   for (int step = 0; step < c.workload.decode_steps; ++step) {
+    ActivityScope step_activity(ActivityField::step, step + 1);
     s.decode_step(timer);
     timer.finish_step();
+    ActivityScope gather_activity("gather_output");
     if (gather) p.decode.push_back(s.gather_output());
     record_step(world, s.step_load(), B, with_choices, p.routing);
   }
@@ -168,7 +183,12 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
     const Placement* plan_file = plan_it == options.plans.end() ? nullptr : &plan_it->second;
     StrategyContext ctx{config, spec, compute, world, topo, *options.routing, plan_file};
     compute.reset_peak_allocated();  // memory is reported per strategy
-    std::unique_ptr<Strategy> strategy = make_strategy(ctx);
+    set_activity_strategy(spec.name);
+    std::unique_ptr<Strategy> strategy;
+    {
+      ActivityScope setup_activity("setup");
+      strategy = make_strategy(ctx);
+    }
 
     world.traffic().reset();
     compute.reset_counters();
@@ -178,6 +198,7 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
     const auto traffic = traffic_matrix(world);
 
     CheckedPass pass = checked_pass(*strategy, config, compute, world, gather);
+    ActivityScope verification_activity("verification");  // other ranks wait for rank 0 here
     nlohmann::ordered_json verification = {{"checked", false}};
     bool passed = true;
     if (world.rank() == 0) {
@@ -242,7 +263,9 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
                                       kept_assignments(pass.routing.chosen_by_source, pass.routing.dropped_by_source));
     r["verification"] = verification;
     outcome.strategies.push_back(r);
+    if (options.on_strategy_done) options.on_strategy_done(r);
   }
+  set_activity_strategy("");
   if (world.rank() == 0 && !options.dump_dir.empty()) {
     if (options.verify) {
       const ReferenceOutputs& ref = references.get(config.strategies.front().load_balancing);

@@ -126,6 +126,7 @@ class EpStrategy : public Strategy {
   Mat next_input_view() const { return next_input_.view; }
 
   void layer_forward(PhaseTimer& timer, int l, const Mat& x, int new_len, int64_t step_tokens) {
+    ActivityScope layer_activity(ActivityField::layer, l);
     EpLayer& L = layers_[l];
     const Mat z = z_.slice_rows(0, x.rows), moe_out = partial_.slice_rows(0, x.rows);
     if (L.attention) {
@@ -138,6 +139,7 @@ class EpStrategy : public Strategy {
     const int num_chunks = static_cast<int>(std::min<int64_t>(chunks_, std::max<int64_t>(x.rows, 1)));
     for (int c = 0; c < num_chunks; ++c) {
       const int t0 = static_cast<int>(x.rows * c / num_chunks), t1 = static_cast<int>(x.rows * (c + 1) / num_chunks);
+      ActivityScope chunk_activity(ActivityField::chunk, c);
       moe_chunk(timer, l, r, z, t0, t1 - t0, moe_out);
     }
     compute_.add(x, moe_out);  // y = h + MoE(rms(h))

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "core/watchdog.hpp"
 
 namespace moe {
 
@@ -37,12 +38,13 @@ class PhaseTimer {
 // RAII bracket: { ScopedPhase s(timer, Phase::gate); ... }
 class ScopedPhase {
  public:
-  ScopedPhase(PhaseTimer& t, Phase p) : t_(t) { t_.begin(p); }
+  ScopedPhase(PhaseTimer& t, Phase p) : activity_(phase_name(p)), t_(t) { t_.begin(p); }
   ~ScopedPhase() { t_.end(); }
   ScopedPhase(const ScopedPhase&) = delete;
   ScopedPhase& operator=(const ScopedPhase&) = delete;
 
  private:
+  ActivityScope activity_;   // the watchdog and MOE_FAULT see the phase
   PhaseTimer& t_;
 };
 

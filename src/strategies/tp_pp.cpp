@@ -118,6 +118,7 @@ class TpPpStrategy : public Strategy {
 
     for (int mb = 0; mb < microbatches_; ++mb) {
       const int seq0 = mb * mb_seqs_;
+      ActivityScope chunk_activity(ActivityField::chunk, mb);  // the micro-batch
       if (stage_ == 0) {
         const Mat src = new_len == 1 ? next_input_.slice_rows(seq0, mb_seqs_) : prompt_.slice_rows(seq0 * int64_t(new_len), mb_rows);
         compute_.copy(src, x);
@@ -150,6 +151,7 @@ class TpPpStrategy : public Strategy {
 
   void layer_forward(PhaseTimer& timer, int i, const Mat& x, int seq0, int new_len, int64_t capacity,
                      std::vector<int64_t>& chosen, std::vector<int64_t>& dropped) {
+    ActivityScope layer_activity(ActivityField::layer, first_layer_ + i);
     StageLayer& L = layers_[i];
     const Mat z = z_.slice_rows(0, x.rows), partial = partial_.slice_rows(0, x.rows);
     if (L.attention) {

@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "core/mpi_session.hpp"
+#include "core/watchdog.hpp"
 
 namespace moe {
 namespace {
@@ -38,6 +39,7 @@ class MpiComm : public Comm {
   int world_rank_of(int group_rank) const override { return world_ranks_.at(group_rank); }
 
   void all_reduce_sum(const Mat& x, Stream) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     check_f32(x);
     if (size_ == 1 || x.elements() == 0) return;
     MOE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, x.data, count(x.elements()), MPI_FLOAT, MPI_SUM, comm_));
@@ -48,6 +50,7 @@ class MpiComm : public Comm {
 
   void all_to_all_v(const Mat& send, const std::vector<int64_t>& send_rows, const Mat& recv,
                     const std::vector<int64_t>& recv_rows, Stream) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     check_f32(send);
     check_f32(recv);
     MOE_REQUIRE(static_cast<int>(send_rows.size()) == size_ && static_cast<int>(recv_rows.size()) == size_,
@@ -72,43 +75,52 @@ class MpiComm : public Comm {
   }
 
   void send(const Mat& x, int peer, Stream) override {
+    BlockingWait wait(world_rank_of(peer));  // bounded by run.timeout_s
     check_f32(x);
     MOE_MPI_CHECK(MPI_Send(x.data, count(x.elements()), MPI_FLOAT, peer, kDataTag, comm_));
     traffic_->add(world_rank_of(peer), x.bytes());
   }
   void recv(const Mat& x, int peer, Stream) override {
+    BlockingWait wait(world_rank_of(peer));  // bounded by run.timeout_s
     check_f32(x);
     MOE_MPI_CHECK(MPI_Recv(x.data, count(x.elements()), MPI_FLOAT, peer, kDataTag, comm_, MPI_STATUS_IGNORE));
   }
 
   std::vector<int64_t> all_to_all_counts(const std::vector<int64_t>& send) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     MOE_REQUIRE(static_cast<int>(send.size()) == size_, "all_to_all_counts: need one count per rank");
     std::vector<int64_t> out(size_);
     MOE_MPI_CHECK(MPI_Alltoall(send.data(), 1, MPI_INT64_T, out.data(), 1, MPI_INT64_T, comm_));
     return out;
   }
   void all_reduce_sum_host(std::vector<int64_t>& v) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     if (!v.empty()) MOE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v.data(), count(v.size()), MPI_INT64_T, MPI_SUM, comm_));
   }
   void all_reduce_max_host(std::vector<double>& v) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     if (!v.empty()) MOE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v.data(), count(v.size()), MPI_DOUBLE, MPI_MAX, comm_));
   }
   void all_reduce_sum_host(std::vector<double>& v) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     if (!v.empty()) MOE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v.data(), count(v.size()), MPI_DOUBLE, MPI_SUM, comm_));
   }
   std::vector<int64_t> exclusive_scan_host(const std::vector<int64_t>& v) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     std::vector<int64_t> out(v.size(), 0);
     if (!v.empty()) MOE_MPI_CHECK(MPI_Exscan(v.data(), out.data(), count(v.size()), MPI_INT64_T, MPI_SUM, comm_));
     if (rank_ == 0) std::fill(out.begin(), out.end(), 0);  // MPI leaves rank 0's result undefined
     return out;
   }
   void broadcast_host(std::vector<float>& v, int root) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     int64_t n = static_cast<int64_t>(v.size());
     MOE_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, root, comm_));
     v.resize(n);
     if (n) MOE_MPI_CHECK(MPI_Bcast(v.data(), count(n), MPI_FLOAT, root, comm_));
   }
   std::vector<float> gather_host(const std::vector<float>& v, int root) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     int n = count(v.size());
     std::vector<int> counts(size_), displs(size_);
     MOE_MPI_CHECK(MPI_Gather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, root, comm_));
@@ -124,9 +136,13 @@ class MpiComm : public Comm {
     MOE_MPI_CHECK(MPI_Gatherv(v.data(), n, MPI_FLOAT, out.data(), counts.data(), displs.data(), MPI_FLOAT, root, comm_));
     return out;
   }
-  void barrier() override { MOE_MPI_CHECK(MPI_Barrier(comm_)); }
+  void barrier() override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
+    MOE_MPI_CHECK(MPI_Barrier(comm_));
+  }
 
   std::unique_ptr<Comm> split(int color, int key) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     MPI_Comm sub;
     MOE_MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
     return std::make_unique<MpiComm>(sub, traffic_);
