@@ -171,6 +171,8 @@ BlockingWait::BlockingWait(CollectiveOver c) {
   g_wait_since_ns.store(now_ns(), std::memory_order_release);
 }
 
+BlockingWait::BlockingWait(DeviceStream) : BlockingWait(CollectiveOver{-1}) {}
+
 BlockingWait::~BlockingWait() {
   if (outer_) g_wait_since_ns.store(0, std::memory_order_release);
 }
@@ -267,6 +269,8 @@ std::string timeout_message(double timeout_s) {
       first = false;
     }
     os << "] (a collective over " << group->size() << " ranks; which of them is late is not known)";
+  } else if (over < 0) {
+    os << " waiting for a device stream (the peers of its queued communication are not known here)";
   } else {
     os << " waiting in a collective over " << over << " ranks";
   }

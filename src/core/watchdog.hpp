@@ -50,6 +50,9 @@ class BlockingWait {
     int num_ranks;
   };
   explicit BlockingWait(CollectiveOver c);
+  // A wait for a device stream whose queued communication has peers not known here.
+  struct DeviceStream {};
+  explicit BlockingWait(DeviceStream);
   ~BlockingWait();
   BlockingWait(const BlockingWait&) = delete;
   BlockingWait& operator=(const BlockingWait&) = delete;

@@ -55,6 +55,10 @@ TEST_CASE("watchdog: the timeout message names the phase and the ranks waited fo
     moe::BlockingWait wait(moe::BlockingWait::CollectiveOver{8});
     CHECK(moe::watchdog::timeout_message(1.5).find("waiting in a collective over 8 ranks") != std::string::npos);
   }
+  {
+    moe::BlockingWait wait(moe::BlockingWait::DeviceStream{});  // CUDA: a stream with NCCL work queued
+    CHECK(moe::watchdog::timeout_message(300).find("waiting for a device stream") != std::string::npos);
+  }
   moe::set_activity_strategy("");
 }
 
