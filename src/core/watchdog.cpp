@@ -4,6 +4,7 @@
 #include "core/watchdog.hpp"
 
 #include <pthread.h>
+#include <time.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -55,8 +56,12 @@ std::atomic<bool> g_fault_armed{false};
 FaultSpec g_fault;
 std::string g_fault_text;
 
+// The coarse monotonic clock (a few ms resolution, no syscall): ample for timeouts of seconds and
+// cheap enough to read at every blocking call. Never 0 once the machine is up.
 int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
 std::string field_text(int v) { return v < 0 ? "-" : std::to_string(v); }
@@ -93,7 +98,9 @@ void watchdog_loop() {
 
 // ---------------------------------------------------------------------------------------------
 ActivityScope::ActivityScope(const char* phase) : which_(0) {
-  prev_phase_ = g_phase.exchange(phase, std::memory_order_relaxed);
+  // One writer (the main thread): a load and a store, no read-modify-write.
+  prev_phase_ = g_phase.load(std::memory_order_relaxed);
+  g_phase.store(phase, std::memory_order_relaxed);
   if (g_fault_armed.load(std::memory_order_relaxed)) {
     try {
       check_fault();
@@ -105,7 +112,8 @@ ActivityScope::ActivityScope(const char* phase) : which_(0) {
 }
 
 ActivityScope::ActivityScope(ActivityField field, int value) : which_(1 + static_cast<int>(field)) {
-  prev_value_ = g_fields[which_ - 1].exchange(value, std::memory_order_relaxed);
+  prev_value_ = g_fields[which_ - 1].load(std::memory_order_relaxed);
+  g_fields[which_ - 1].store(value, std::memory_order_relaxed);
   if (field == ActivityField::step && g_fault_armed.load(std::memory_order_relaxed)) {
     try {
       check_fault();
