@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <sstream>
 
 #include "backend/factory.hpp"
@@ -17,6 +18,7 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/mpi_session.hpp"
+#include "core/watchdog.hpp"
 #include "placement/plan_json.hpp"
 #include "routing/routing_source.hpp"
 #include "cost/memory.hpp"
@@ -37,7 +39,34 @@ struct RunArgs {
   std::string dump_dir;
   std::string trace_path;
   std::vector<std::string> plans;   // [NAME=]FILE
+  double timeout_s = -1;     // < 0: from config
+  bool keep_partial = false;
 };
+
+// Rank 0's record of a run in progress for --keep-partial: when the run fails or is interrupted
+// where rank 0 sees it (its own error, its watchdog, a signal), an abort hook writes the
+// strategies completed so far with "status": "failed" and the reason.
+struct PartialRun {
+  std::mutex mu;
+  bool armed = false;
+  std::string out_path;
+  RunContext ctx;
+  Config config;   // a copy: the hook may run after cmd_run has unwound
+  nlohmann::ordered_json completed = nlohmann::ordered_json::array();
+
+  void write(const std::string& reason) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!armed) return;
+    armed = false;
+    RunContext failed = ctx;
+    failed.status = "failed";
+    failed.failure_reason = reason;
+    write_file_atomic(out_path, make_failed_results(failed, config, completed, compare_strategies(completed)).dump(2) + "\n");
+    std::cerr << "moe-bench: partial results (status \"failed\", " << completed.size() << " completed strategies) written to "
+              << out_path << std::endl;
+  }
+};
+PartialRun g_partial;
 
 struct ValidateArgs {
   std::string config_path;
@@ -125,14 +154,19 @@ void check_writable_dir(const MpiSession& mpi, const std::string& file_or_dir, b
 }
 
 int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& argv) {
+  // Bounded from the first collective on (the config broadcast), by the default until the config is read.
+  watchdog::start(a.timeout_s >= 0 ? a.timeout_s : RunConfig{}.timeout_s, mpi.rank());
   Config config = load_config_everywhere(mpi, a.config_path);
   if (!a.backend.empty()) config.run.backend = a.backend;
   if (a.iterations > 0) config.run.iterations = a.iterations;
   if (a.no_verify) config.run.verify = false;
+  if (a.timeout_s >= 0) config.run.timeout_s = a.timeout_s;
   validate_config(config);
   check_writable_dir(mpi, a.out_path, false, "--out");
   check_writable_dir(mpi, a.dump_dir, true, "--dump-outputs");
   check_writable_dir(mpi, a.trace_path, false, "--trace");
+  watchdog::start(config.run.timeout_s, mpi.rank());
+  arm_fault_from_environment(mpi.rank());  // test only; a malformed MOE_FAULT is a ConfigError on every rank
 
   Backends backends = make_backends(config.run.backend, config.model.dtype);
   ComputeBackend& compute = *backends.compute;
@@ -145,20 +179,39 @@ int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& a
   options.trace = !a.trace_path.empty();
   options.routing = load_routing_source(mpi, config);
   options.plans = load_plans(mpi, config, a.plans);
-  const RunOutcome outcome = run_strategies(config, options, compute, *backends.world);
 
-  const std::vector<std::string> hosts = mpi.all_host_names();
+  RunContext ctx;
+  ctx.backend = compute.name();
+  ctx.compute_dtype = dtype_name(compute.dtype());
+  ctx.world_size = mpi.size();
+  ctx.hosts = mpi.all_host_names();
+  ctx.devices = {compute.device_description()};
+  ctx.mpi = mpi.library_version();
+  ctx.argv = argv;
+  ctx.notice = backends.notice;
+  ctx.runtime_json = backends.runtime_json;
+  ctx.environment = relevant_environment();
+  int partial_hook = -1;
+  if (mpi.rank() == 0 && a.keep_partial && !a.out_path.empty()) {
+    std::lock_guard<std::mutex> lock(g_partial.mu);
+    g_partial.armed = true;
+    g_partial.out_path = a.out_path;
+    g_partial.ctx = ctx;
+    g_partial.config = config;
+    options.on_strategy_done = [](const nlohmann::ordered_json& s) {
+      std::lock_guard<std::mutex> lock(g_partial.mu);
+      g_partial.completed.push_back(s);
+    };
+    partial_hook = watchdog::add_abort_hook([](const std::string& reason) { g_partial.write(reason); });
+  }
+  const RunOutcome outcome = run_strategies(config, options, compute, *backends.world);
+  if (partial_hook >= 0) {
+    watchdog::remove_abort_hook(partial_hook);
+    std::lock_guard<std::mutex> lock(g_partial.mu);
+    g_partial.armed = false;
+  }
+
   if (mpi.rank() == 0) {
-    RunContext ctx;
-    ctx.backend = compute.name();
-    ctx.compute_dtype = dtype_name(compute.dtype());
-    ctx.world_size = mpi.size();
-    ctx.hosts = hosts;
-    ctx.devices = {compute.device_description()};
-    ctx.mpi = mpi.library_version();
-    ctx.argv = argv;
-    ctx.notice = backends.notice;
-    ctx.runtime_json = backends.runtime_json;
     const auto results = make_results(ctx, config, outcome.strategies, compare_strategies(outcome.strategies));
     print_table(std::cout, results);
     if (!a.out_path.empty()) {
@@ -200,11 +253,17 @@ int main(int argc, char** argv) {
   // place and simulate run in one process: started without a launcher they skip MPI's start-up.
   const std::string first = argc > 1 ? argv[1] : "";
   const bool one_process = (first == "place" || first == "simulate") && !moe::MpiSession::launched_by_mpi_launcher();
+  // SIGINT / SIGTERM go to one thread that reports where the run was and ends the job; blocked
+  // before MPI starts its threads so that none of them takes the signal.
+  moe::watchdog::install_signal_thread();
   moe::MpiSession mpi(&argc, &argv, !one_process);
+  struct StopWatchdog {   // before MPI_Finalize (the session's destructor runs after this one)
+    ~StopWatchdog() { moe::watchdog::stop(); }
+  } stop_watchdog;
   const std::vector<std::string> args(argv, argv + argc);
 
   CLI::App app{"moe-bench: measure tensor+pipeline parallel vs large expert parallel MoE inference"};
-  app.set_version_flag("--version", std::string("moe-bench ") + moe::tool_version() + " (" + MOE_GIT_SHA + ")" +
+  app.set_version_flag("--version", std::string("moe-bench ") + moe::tool_version() + " (git " + moe::git_sha() + ")" +
                                         (moe::cuda_backend_compiled() ? ", CUDA backend built" : ", CPU backend only"));
   app.require_subcommand(1);
 
@@ -221,6 +280,13 @@ int main(int argc, char** argv) {
                       "Directory for .npy dumps of the reference's and each strategy's prefill and decode outputs");
   run_cmd->add_option("--trace", run.trace_path,
                       "Write a Chrome trace (per rank and stream, every stage of the first measured iteration)");
+  run_cmd->add_option("--timeout-s", run.timeout_s,
+                      "Override run.timeout_s: seconds a rank may wait in one communication call before the job is "
+                      "aborted with a message naming the phase and the ranks waited for; 0 disables")
+      ->check(CLI::Range(0.0, moe::kMaxTimeoutS));
+  run_cmd->add_flag("--keep-partial", run.keep_partial,
+                    "When the run fails or is interrupted, write the strategies completed so far to --out with "
+                    "\"status\": \"failed\" and the reason (default: write nothing)");
   run_cmd->add_option("--plan", run.plans,
                       "[NAME=]FILE: run ep strategy NAME (every ep strategy without NAME=) with the placement in FILE "
                       "(written by `place`); repeatable");
@@ -262,8 +328,10 @@ int main(int argc, char** argv) {
     if (mpi.rank() == 0) std::cerr << "moe-bench: error: " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "[rank " << mpi.rank() << "] moe-bench: error: " << e.what() << std::endl;
-    if (mpi.size() > 1) mpi.abort(1);  // peers may be inside a collective: end the job
+    const std::string message = "[rank " + std::to_string(mpi.rank()) + "] moe-bench: error: " + e.what();
+    // Peers may be inside a collective: end the job (after rank 0's --keep-partial hook, if any).
+    if (mpi.size() > 1 || *run_cmd) moe::watchdog::abort_job(message, 1);
+    std::cerr << message << std::endl;
     return 1;
   }
   return 0;

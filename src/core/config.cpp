@@ -4,6 +4,7 @@
 #include "core/config.hpp"
 
 #include <climits>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -263,12 +264,13 @@ StrategyConfig parse_strategy(const json& j, const std::string& path) {
 }
 
 RunConfig parse_run(const json& j, const std::string& path) {
-  ObjectReader r(j, path, {"backend", "iterations", "verify"});
+  ObjectReader r(j, path, {"backend", "iterations", "verify", "timeout_s"});
   RunConfig run;
   r.read("backend", run.backend);
   check_one_of(r.at("backend"), run.backend, kBackends);
   r.read("iterations", run.iterations);
   r.read("verify", run.verify);
+  r.read("timeout_s", run.timeout_s);
   return run;
 }
 
@@ -453,7 +455,8 @@ nlohmann::ordered_json config_to_json(const Config& c) {
     strategies.push_back(so);
   }
   o["strategies"] = strategies;
-  o["run"] = ojson{{"backend", c.run.backend}, {"iterations", c.run.iterations}, {"verify", c.run.verify}};
+  o["run"] = ojson{{"backend", c.run.backend}, {"iterations", c.run.iterations}, {"verify", c.run.verify},
+                   {"timeout_s", c.run.timeout_s}};
   return o;
 }
 
@@ -509,6 +512,9 @@ void validate_config(const Config& c) {
   check_one_of("run.backend", c.run.backend, kBackends);
   if (c.run.iterations < 1)
     throw ConfigError("run.iterations", "must be at least 1, got " + std::to_string(c.run.iterations));
+  if (!std::isfinite(c.run.timeout_s) || c.run.timeout_s < 0 || c.run.timeout_s > kMaxTimeoutS)
+    throw ConfigError("run.timeout_s", "must be 0 (no timeout) or a number of seconds up to " + num(kMaxTimeoutS) +
+                                           ", got " + num(c.run.timeout_s));
 }
 
 void validate_for_run(const Config& c, int world_size, int dtype_bytes, const std::string& backend_name) {

@@ -89,7 +89,11 @@ struct RunConfig {
   std::string backend = "auto";    // auto | cpu | cuda
   int iterations = 3;
   bool verify = true;
+  // Longest a rank may wait in one blocking communication call before the job is aborted with a
+  // message naming the phase and the ranks waited for; 0 disables the watchdog.
+  double timeout_s = 300;
 };
+constexpr double kMaxTimeoutS = 7 * 24 * 3600.0;
 
 struct Config {
   std::string name;

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/watchdog.hpp"
 
 namespace moe {
 
@@ -41,6 +42,10 @@ MpiSession::MpiSession(int* argc, char*** argv, bool initialize) {
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MOE_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
   MOE_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+  world_ranks_.resize(size_);
+  for (int r = 0; r < size_; ++r) world_ranks_[r] = r;
+  // A watchdog timeout, a signal or a failure on one rank ends every rank.
+  watchdog::set_abort_function([](int code) { MPI_Abort(MPI_COMM_WORLD, code); });
   MPI_Comm local;
   MOE_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local));
   MOE_MPI_CHECK(MPI_Comm_rank(local, &local_rank_));
@@ -56,6 +61,7 @@ MpiSession::~MpiSession() {
 
 std::string MpiSession::broadcast_string(const std::string& s, int root) const {
   if (!initialized_) return s;
+  BlockingWait wait(world_ranks_);
   int64_t n = static_cast<int64_t>(s.size());
   MOE_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, root, MPI_COMM_WORLD));
   std::string out = rank_ == root ? s : std::string(static_cast<size_t>(n), '\0');
@@ -65,6 +71,7 @@ std::string MpiSession::broadcast_string(const std::string& s, int root) const {
 
 bool MpiSession::any(bool flag) const {
   if (!initialized_) return flag;
+  BlockingWait wait(world_ranks_);
   int in = flag ? 1 : 0, out = 0;
   MOE_MPI_CHECK(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
   return out != 0;
@@ -78,6 +85,7 @@ std::vector<std::string> MpiSession::all_host_names() const {
     return {name};
   }
   MPI_Get_processor_name(name, &len);
+  BlockingWait wait(world_ranks_);
   std::vector<char> all(static_cast<size_t>(size_) * MPI_MAX_PROCESSOR_NAME);
   MOE_MPI_CHECK(MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all.data(), MPI_MAX_PROCESSOR_NAME, MPI_CHAR,
                               MPI_COMM_WORLD));
@@ -96,6 +104,7 @@ std::string MpiSession::library_version() const {
 }
 
 void MpiSession::barrier() const {
+  BlockingWait wait(world_ranks_);
   if (initialized_) MOE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
 }
 

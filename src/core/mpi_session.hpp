@@ -38,6 +38,7 @@ class MpiSession {
   int size_ = 1;
   int local_rank_ = 0;
   bool initialized_ = false;   // this session called MPI_Init (and finalizes)
+  std::vector<int> world_ranks_;   // 0 .. size-1, named by the watchdog when a world collective stalls
 };
 
 }  // namespace moe

@@ -9,11 +9,17 @@
 #include <fstream>
 
 #include "core/error.hpp"
+#include "core/watchdog.hpp"
 
 namespace moe {
 
 void write_file_atomic(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  // A job aborted while this rank writes (watchdog, signal, a peer's failure) leaves no temp file.
+  struct TempHook {
+    int id;
+    ~TempHook() { watchdog::remove_abort_hook(id); }
+  } hook{watchdog::add_abort_hook([tmp](const std::string&) { std::remove(tmp.c_str()); })};
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw Error("cannot open '" + tmp + "' for writing: " + std::strerror(errno));

@@ -1,6 +1,9 @@
 // Assembly of the results document and its console rendering.
 #include "report/results.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <iomanip>
@@ -23,7 +26,9 @@ nlohmann::ordered_json make_results(const RunContext& ctx, const Config& config,
                                     const nlohmann::ordered_json& comparison) {
   nlohmann::ordered_json j;
   j["schema_version"] = 1;
-  j["tool"] = {{"name", "moe-bench"}, {"version", tool_version()}, {"git_sha", MOE_GIT_SHA}};
+  j["status"] = ctx.status;
+  if (ctx.status != "ok") j["failure"] = {{"reason", ctx.failure_reason}};
+  j["tool"] = {{"name", "moe-bench"}, {"version", tool_version()}, {"git_sha", git_sha()}};
   nlohmann::ordered_json c = {{"mode", ctx.mode}, {"backend", ctx.backend}, {"compute_dtype", ctx.compute_dtype},
                               {"world_size", ctx.world_size}, {"hosts", ctx.hosts}, {"devices", ctx.devices},
                               {"mpi", ctx.mpi}};
@@ -33,6 +38,9 @@ nlohmann::ordered_json make_results(const RunContext& ctx, const Config& config,
     if (rt.contains("nccl")) c["nccl"] = rt["nccl"];
   }
   c["argv"] = ctx.argv;
+  nlohmann::ordered_json env = nlohmann::ordered_json::object();
+  for (const auto& [k, v] : ctx.environment) env[k] = v;
+  c["environment"] = env;
   c["timestamp"] = utc_timestamp();
   if (!ctx.notice.empty()) c["notice"] = ctx.notice;
   j["context"] = c;
@@ -40,6 +48,31 @@ nlohmann::ordered_json make_results(const RunContext& ctx, const Config& config,
   j["strategies"] = strategies;
   j["comparison"] = comparison;
   return j;
+}
+
+nlohmann::ordered_json make_failed_results(const RunContext& ctx, const Config& config,
+                                           const nlohmann::ordered_json& completed_strategies,
+                                           const nlohmann::ordered_json& comparison) {
+  nlohmann::ordered_json j = make_results(ctx, config, completed_strategies, comparison);
+  nlohmann::ordered_json names = nlohmann::ordered_json::array();
+  for (const auto& s : completed_strategies) names.push_back(s["name"]);
+  j["failure"]["completed_strategies"] = names;
+  return j;
+}
+
+std::vector<std::pair<std::string, std::string>> relevant_environment() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (char** e = environ; e && *e; ++e) {
+    const std::string kv = *e;
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key = kv.substr(0, eq);
+    const bool wanted = key.rfind("OMPI_", 0) == 0 || key.rfind("NCCL_", 0) == 0 || key.rfind("UCX_", 0) == 0 ||
+                        key.rfind("MOE_", 0) == 0 || key == "CUDA_VISIBLE_DEVICES" || key == "OPENBLAS_NUM_THREADS";
+    if (wanted) out.emplace_back(key, kv.substr(eq + 1));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 namespace {

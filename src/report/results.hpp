@@ -2,6 +2,7 @@
 #pragma once
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -21,13 +22,26 @@ struct RunContext {
   std::string runtime_json;               // cuda: {"cuda_driver", "cuda_runtime", "cublas", "nccl", "devices"}
   std::vector<std::string> argv;
   std::string notice;                     // e.g. backend fallback
+  std::vector<std::pair<std::string, std::string>> environment;   // relevant_environment()
+  std::string status = "ok";              // ok | failed (--keep-partial)
+  std::string failure_reason;             // failed: what ended the run, where
 };
 
 std::string tool_version();
+const char* git_sha();                    // the commit built (generated at build time; "-dirty" if modified)
+// Environment variables that change a run's behaviour or placement, sorted by name: OMPI_*,
+// NCCL_*, UCX_*, MOE_*, CUDA_VISIBLE_DEVICES, OPENBLAS_NUM_THREADS.
+std::vector<std::pair<std::string, std::string>> relevant_environment();
 std::string utc_timestamp();
 
 nlohmann::ordered_json make_results(const RunContext& ctx, const Config& config, const nlohmann::ordered_json& strategies,
                                     const nlohmann::ordered_json& comparison);
+
+// Results of a run that failed or was interrupted (--keep-partial): "status": "failed", the
+// reason, and the strategies that completed.
+nlohmann::ordered_json make_failed_results(const RunContext& ctx, const Config& config,
+                                           const nlohmann::ordered_json& completed_strategies,
+                                           const nlohmann::ordered_json& comparison);
 
 // Readable summary of a results document (TPS, TPOT, phases, traffic, load, verification).
 void print_table(std::ostream& out, const nlohmann::ordered_json& results);

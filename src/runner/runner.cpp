@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "core/error.hpp"
+#include "core/watchdog.hpp"
 #include "cost/memory.hpp"
 #include "placement/strategy_plan.hpp"
 #include "report/npy.hpp"
@@ -52,10 +53,16 @@ struct TraceState {
   Clock::time_point origin;
 };
 
-// One step after a barrier. Traced steps keep their spans, placed on the run's time line.
-double timed_step(Comm& world, PhaseTimer& timer, SpanSums& sums, const std::function<void()>& step,
-                  const TraceState* trace = nullptr, int step_index = 0) {
-  world.barrier();
+// One step after a barrier. `step_idx`: 0 prefill, k decode step k (as in the load report; named in
+// watchdog messages). Traced steps keep their spans, placed on the run's time line.
+double timed_step(Comm& world, PhaseTimer& timer, SpanSums& sums, int step_idx, const std::function<void()>& step,
+                  const TraceState* trace = nullptr) {
+  ActivityScope step_activity(ActivityField::step, step_idx);
+  {
+    ActivityScope barrier_activity("barrier");
+    world.barrier();
+  }
+  ActivityScope forward_activity("forward");
   timer.keep_spans(trace != nullptr);
   const auto t0 = Clock::now();
   timer.start_step();
@@ -64,7 +71,7 @@ double timed_step(Comm& world, PhaseTimer& timer, SpanSums& sums, const std::fun
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   sums.add(spans, ms);
   if (trace)
-    trace->recorder->add_step(trace->strategy, step_index,
+    trace->recorder->add_step(trace->strategy, step_idx,
                               std::chrono::duration<double, std::milli>(t0 - trace->origin).count(), spans);
   return ms;
 }
@@ -74,9 +81,9 @@ StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& w
   SpanSums scratch;
   // Warm-up: one untimed prefill and a few decode steps (allocations, caches, first-touch).
   s.reset();
-  timed_step(world, timer, scratch, [&] { s.prefill(timer); });
+  timed_step(world, timer, scratch, 0, [&] { s.prefill(timer); });
   for (int i = 0; i < std::min(c.workload.warmup_steps, c.workload.decode_steps); ++i)
-    timed_step(world, timer, scratch, [&] { s.decode_step(timer); });
+    timed_step(world, timer, scratch, i + 1, [&] { s.decode_step(timer); });
 
   // Counters cover the measured iterations only. The first measured iteration is traced.
   compute.reset_counters();
@@ -86,10 +93,11 @@ StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& w
   for (int it = 0; it < c.run.iterations; ++it) {
     const TraceState* tr = it == 0 ? trace : nullptr;
     s.reset();
-    prefill_local.push_back(timed_step(world, timer, t.prefill, [&] { s.prefill(timer); }, tr, 0));
+    prefill_local.push_back(timed_step(world, timer, t.prefill, 0, [&] { s.prefill(timer); }, tr));
     for (int step = 0; step < c.workload.decode_steps; ++step)
-      decode_local.push_back(timed_step(world, timer, t.decode, [&] { s.decode_step(timer); }, tr, step + 1));
+      decode_local.push_back(timed_step(world, timer, t.decode, step + 1, [&] { s.decode_step(timer); }, tr));
   }
+  ActivityScope results_activity("results");
   world.all_reduce_max_host(prefill_local);
   world.all_reduce_max_host(decode_local);
   t.prefill_ms = prefill_local;
@@ -145,15 +153,22 @@ CheckedPass checked_pass(Strategy& s, const Config& c, ComputeBackend& compute, 
   const bool with_choices = assignments <= kTraceInlineLimit;
   s.set_record_choices(with_choices);
   s.reset();
-  timer.start_step();
-  s.prefill(timer);
-  timer.finish_step();
-  if (gather) p.prefill = s.gather_output();
-  record_step(world, s.step_load(), B * c.workload.prompt_tokens, with_choices, p.routing);
+  ActivityScope pass_activity("checked_pass");
+  {
+    ActivityScope step_activity(ActivityField::step, 0);
+    timer.start_step();
+    s.prefill(timer);
+    timer.finish_step();
+    ActivityScope gather_activity("gather_output");
+    if (gather) p.prefill = s.gather_output();
+    record_step(world, s.step_load(), B * c.workload.prompt_tokens, with_choices, p.routing);
+  }
   for (int step = 0; step < c.workload.decode_steps; ++step) {
+    ActivityScope step_activity(ActivityField::step, step + 1);
     timer.start_step();
     s.decode_step(timer);
     timer.finish_step();
+    ActivityScope gather_activity("gather_output");
     if (gather) p.decode.push_back(s.gather_output());
     record_step(world, s.step_load(), B, with_choices, p.routing);
   }
@@ -213,7 +228,12 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
     const Placement* plan_file = plan_it == options.plans.end() ? nullptr : &plan_it->second;
     StrategyContext ctx{config, spec, compute, world, topo, *options.routing, plan_file};
     compute.reset_peak_allocated();  // memory is reported per strategy
-    std::unique_ptr<Strategy> strategy = make_strategy(ctx);
+    set_activity_strategy(spec.name);
+    std::unique_ptr<Strategy> strategy;
+    {
+      ActivityScope setup_activity("setup");
+      strategy = make_strategy(ctx);
+    }
 
     world.traffic().reset();
     compute.reset_counters();
@@ -225,6 +245,7 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
     const auto traffic = traffic_matrix(world);
 
     CheckedPass pass = checked_pass(*strategy, config, compute, world, gather);
+    ActivityScope verification_activity("verification");  // other ranks wait for rank 0 here
     nlohmann::ordered_json verification = {{"checked", false}};
     bool passed = true;
     if (world.rank() == 0) {
@@ -292,7 +313,9 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
                                       kept_assignments(pass.routing.chosen_by_source, pass.routing.dropped_by_source));
     r["verification"] = verification;
     outcome.strategies.push_back(r);
+    if (options.on_strategy_done) options.on_strategy_done(r);
   }
+  set_activity_strategy("");
   if (world.rank() == 0 && !options.dump_dir.empty()) {
     if (options.verify) {
       const ReferenceOutputs& ref = references.get(config.strategies.front().load_balancing);

@@ -2,6 +2,7 @@
 // iterations with per-phase timers, reduce over ranks, run one checked pass (verification against
 // the single-rank reference, load counts, optional output dump) and assemble its results JSON entry.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -22,6 +23,9 @@ struct RunOptions {
   std::shared_ptr<const RoutingSource> routing;   // workload.routing, loaded (required)
   std::map<std::string, Placement> plans;         // ep strategy name -> placement from a plan file
   bool trace = false;     // record the stage spans of each strategy's first measured iteration
+  // Called on world rank 0 with each strategy's results entry as soon as it is complete (so a
+  // failed or interrupted run can still report the strategies that finished).
+  std::function<void(const nlohmann::ordered_json&)> on_strategy_done;
 };
 
 struct RunOutcome {

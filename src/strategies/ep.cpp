@@ -136,6 +136,8 @@ class EpStrategy : public Strategy {
     begin_step_choices(m_.layers, step_.global_tokens, m_.top_k);
     std::fill(step_load_.processed.begin(), step_load_.processed.end(), 0);
     for (const Stage& stage : schedule.stages) {
+      ActivityScope layer_activity(ActivityField::layer, stage.layer);
+      ActivityScope part_activity(ActivityField::chunk, stage.part);
       switch (stage.kind) {
         case StageKind::attention: attention(timer, stage); break;
         case StageKind::gate: route(timer, stage); break;

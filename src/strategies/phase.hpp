@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "core/watchdog.hpp"
 
 namespace moe {
 
@@ -89,12 +90,13 @@ class PhaseTimer {
 class ScopedCommunication {
  public:
   ScopedCommunication(PhaseTimer& t, ComputeBackend& compute, Phase p, SpanTag tag)
-      : t_(t), compute_(compute), p_(p), tag_(tag), start_(compute.record(Stream::compute)) {}
+      : activity_(phase_name(p)), t_(t), compute_(compute), p_(p), tag_(tag), start_(compute.record(Stream::compute)) {}
   ~ScopedCommunication() { t_.communication(p_, Stream::compute, start_, compute_.record(Stream::compute), tag_); }
   ScopedCommunication(const ScopedCommunication&) = delete;
   ScopedCommunication& operator=(const ScopedCommunication&) = delete;
 
  private:
+  ActivityScope activity_;   // the watchdog and MOE_FAULT see the phase
   PhaseTimer& t_;
   ComputeBackend& compute_;
   Phase p_;
@@ -105,12 +107,13 @@ class ScopedCommunication {
 // RAII bracket: { ScopedPhase s(timer, Phase::gate); ... }
 class ScopedPhase {
  public:
-  ScopedPhase(PhaseTimer& t, Phase p, SpanTag tag = {}) : t_(t) { t_.begin(p, tag); }
+  ScopedPhase(PhaseTimer& t, Phase p, SpanTag tag = {}) : activity_(phase_name(p)), t_(t) { t_.begin(p, tag); }
   ~ScopedPhase() { t_.end(); }
   ScopedPhase(const ScopedPhase&) = delete;
   ScopedPhase& operator=(const ScopedPhase&) = delete;
 
  private:
+  ActivityScope activity_;   // the watchdog and MOE_FAULT see the phase
   PhaseTimer& t_;
 };
 

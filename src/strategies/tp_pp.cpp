@@ -122,6 +122,8 @@ class TpPpStrategy : public Strategy {
     recvs_.assign(microbatches_, Transfer{});
     sends_.assign(microbatches_, Transfer{});
     for (const Stage& st : schedule_.stages) {
+      ActivityScope layer_activity(ActivityField::layer, st.layer >= 0 ? first_layer_ + st.layer : -1);
+      ActivityScope chunk_activity(ActivityField::chunk, st.part);  // the micro-batch
       switch (st.kind) {
         case StageKind::pp_recv: receive(timer, st.part); break;
         case StageKind::attention: attention(timer, st.layer, st.part); break;

@@ -12,6 +12,7 @@ import json, os, sys
 tmp = sys.argv[1]
 r = json.load(open(os.path.join(tmp, "results.json")))
 assert r["schema_version"] == 1
+assert r["status"] == "ok", r["status"]
 assert r["tool"]["name"] == "moe-bench"
 ctx = r["context"]
 assert ctx["mode"] == "measured" and ctx["backend"] == "cpu" and ctx["world_size"] == 4, ctx

@@ -137,6 +137,7 @@ TEST_CASE("4 ranks: a plan file's placement is used; predicted traffic equals th
         t["max_inter_node_link_bytes"].get<double>());
   CHECK(t["predicted_from_plan"]["routing"] == "uniform");
   // tokens per GPU: rank 3 - e processed expert e's kept assignments.
+  REQUIRE(s["load"]["layers"].size() == static_cast<size_t>(cfg["model"]["layers"].get<int>()));
   for (const auto& layer : s["load"]["layers"])
     for (int e = 0; e < 4; ++e) CHECK(layer["tokens_per_gpu"][3 - e] == layer["tokens_per_expert"][e]);
 }

@@ -57,12 +57,20 @@ TEST_CASE("16 ranks: tp 8 x pp 2 and ep 16 match the reference on the shipped co
     const int64_t per_layer = cfgj["workload"]["batch_sequences"].get<int64_t>() *
                               (cfgj["workload"]["prompt_tokens"].get<int64_t>() + cfgj["workload"]["decode_steps"].get<int64_t>()) *
                               cfgj["model"]["top_k"].get<int64_t>();
-    for (const auto& layer : prop["load"]["layers"]) {
-      int64_t sum = 0;
-      for (const auto& c : layer["tokens_per_expert"]) sum += c.get<int64_t>();
-      CHECK(sum == per_layer);
+    // Both strategies report every layer, in order, and count every assignment of it once.
+    const int num_layers = cfgj["model"]["layers"].get<int>();
+    for (const auto& s : out.strategies) {
+      INFO("strategy " << s["name"].get<std::string>());
+      const auto& layers = s["load"]["layers"];
+      REQUIRE(layers.size() == static_cast<size_t>(num_layers));
+      for (int l = 0; l < num_layers; ++l) {
+        CHECK(layers[l]["layer"].get<int>() == l);
+        REQUIRE(layers[l]["tokens_per_expert"].size() == cfgj["model"]["experts"].get<size_t>());
+        int64_t sum = 0;
+        for (const auto& c : layers[l]["tokens_per_expert"]) sum += c.get<int64_t>();
+        CHECK(sum == per_layer);
+      }
     }
-    CHECK(out.strategies[0]["load"]["layers"] == out.strategies[0]["load"]["layers"]);
   }
 }
 

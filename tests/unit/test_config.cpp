@@ -131,6 +131,7 @@ TEST_CASE("config: the minimal config parses with every default filled in", "[co
   CHECK(c.run.backend == "auto");
   CHECK(c.run.iterations == 3);
   CHECK(c.run.verify);
+  CHECK(c.run.timeout_s == 300);
   CHECK_NOTHROW(moe::validate_config(c));
 }
 
@@ -272,6 +273,9 @@ TEST_CASE("config: text and file loading errors name the source", "[config]") {
 TEST_CASE("config: validation rules", "[config][validate]") {
   json j = base();
   SECTION("name non-empty") { j["name"] = ""; validate_fails(j, "name", "non-empty"); }
+  SECTION("run.timeout_s non-negative") { j["run"]["timeout_s"] = -1; validate_fails(j, "run.timeout_s", "got -1"); }
+  SECTION("run.timeout_s bounded") { j["run"]["timeout_s"] = 1e9; validate_fails(j, "run.timeout_s", "up to 604800"); }
+  SECTION("run.timeout_s 0 disables") { j["run"]["timeout_s"] = 0; CHECK_NOTHROW(moe::validate_config(moe::parse_config(j))); }
   for (const char* key : {"layers", "hidden", "ffn_hidden", "experts"}) {
     SECTION(std::string("model.") + key + " positive") {
       j["model"][key] = -3;

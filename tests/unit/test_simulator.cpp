@@ -203,6 +203,7 @@ TEST_CASE("simulator: the paper config does not fit, is reported with what fits,
   nlohmann::ordered_json doc;
   REQUIRE_NOTHROW(doc = moe::simulate_config(c, o));
   CHECK(doc["context"]["mode"] == "simulated");
+  REQUIRE(doc["strategies"].size() == c.strategies.size());
   for (const auto& s : doc["strategies"]) {
     CHECK_FALSE(s["memory"]["fits"].get<bool>());
     CHECK(s["memory"]["estimate_kv_cache_bytes"].get<double>() > 80e9);

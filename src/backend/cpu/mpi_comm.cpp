@@ -13,6 +13,7 @@
 
 #include "core/error.hpp"
 #include "core/mpi_session.hpp"
+#include "core/watchdog.hpp"
 
 namespace moe {
 namespace {
@@ -44,6 +45,7 @@ class MpiComm : public Comm {
   int world_rank_of(int group_rank) const override { return world_ranks_.at(group_rank); }
 
   void all_reduce_sum(const Mat& x, Stream) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     check_f32(x);
     if (size_ == 1 || x.elements() == 0) return;
     MOE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, x.data, count(x.elements()), MPI_FLOAT, MPI_SUM, comm_));
@@ -54,6 +56,7 @@ class MpiComm : public Comm {
 
   void all_to_all_v(const Mat& send, const std::vector<int64_t>& send_rows, const Mat& recv,
                     const std::vector<int64_t>& recv_rows, Stream) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     check_f32(send);
     check_f32(recv);
     MOE_REQUIRE(static_cast<int>(send_rows.size()) == size_ && static_cast<int>(recv_rows.size()) == size_,
@@ -78,11 +81,13 @@ class MpiComm : public Comm {
   }
 
   void send(const Mat& x, int peer, Stream) override {
+    BlockingWait wait(world_rank_of(peer));  // bounded by run.timeout_s
     check_f32(x);
     MOE_MPI_CHECK(MPI_Send(x.data, count(x.elements()), MPI_FLOAT, peer, kDataTag, comm_));
     traffic_->add(world_rank_of(peer), x.bytes());
   }
   void recv(const Mat& x, int peer, Stream) override {
+    BlockingWait wait(world_rank_of(peer));  // bounded by run.timeout_s
     check_f32(x);
     MOE_MPI_CHECK(MPI_Recv(x.data, count(x.elements()), MPI_FLOAT, peer, kDataTag, comm_, MPI_STATUS_IGNORE));
   }
@@ -127,6 +132,8 @@ class MpiComm : public Comm {
     if (send_rows[rank_] > 0)
       std::memmove(rbase + roff[rank_] * cols, sbase + soff[rank_] * cols, size_t(send_rows[rank_] * cols) * 4);
     t.local_sources.push_back(rank_);
+    for (int p = 0; p < size_; ++p)
+      if (p != rank_ && (send_rows[p] > 0 || recv_rows[p] > 0)) t.peer_world_ranks.push_back(world_rank_of(p));
     return transfers_->add(std::move(t));
   }
   CommHandle post_send(const Mat& x, int peer, Stream) override {
@@ -137,6 +144,7 @@ class MpiComm : public Comm {
       MOE_MPI_CHECK(MPI_Isend(x.data, count(x.elements()), MPI_FLOAT, peer, kDataTag, comm_, &t.sends.back()));
       traffic_->add(world_rank_of(peer), x.bytes());
     }
+    t.peer_world_ranks = {world_rank_of(peer)};
     return transfers_->add(std::move(t));
   }
   CommHandle post_recv(const Mat& x, int peer, Stream) override {
@@ -147,6 +155,7 @@ class MpiComm : public Comm {
       t.recv_peers.push_back(peer);
       MOE_MPI_CHECK(MPI_Irecv(x.data, count(x.elements()), MPI_FLOAT, peer, kDataTag, comm_, &t.recvs.back()));
     }
+    t.peer_world_ranks = {world_rank_of(peer)};
     return transfers_->add(std::move(t));
   }
   Event wait(CommHandle h, Stream) override { return transfers_->wait(h); }
@@ -154,6 +163,7 @@ class MpiComm : public Comm {
   void progress() override { transfers_->progress(); }
 
   std::vector<int64_t> all_to_all_counts(const std::vector<int64_t>& send, int per_peer) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     MOE_REQUIRE(per_peer > 0 && static_cast<int64_t>(send.size()) == int64_t(size_) * per_peer,
                 "all_to_all_counts: need per_peer counts for every rank");
     std::vector<int64_t> out(send.size());
@@ -161,35 +171,46 @@ class MpiComm : public Comm {
     return out;
   }
   void all_reduce_sum_host(std::vector<int64_t>& v) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     if (!v.empty()) MOE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v.data(), count(v.size()), MPI_INT64_T, MPI_SUM, comm_));
   }
   void all_reduce_max_host(std::vector<double>& v) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     if (!v.empty()) MOE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v.data(), count(v.size()), MPI_DOUBLE, MPI_MAX, comm_));
   }
   void all_reduce_sum_host(std::vector<double>& v) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     if (!v.empty()) MOE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v.data(), count(v.size()), MPI_DOUBLE, MPI_SUM, comm_));
   }
   std::vector<int64_t> exclusive_scan_host(const std::vector<int64_t>& v) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     std::vector<int64_t> out(v.size(), 0);
     if (!v.empty()) MOE_MPI_CHECK(MPI_Exscan(v.data(), out.data(), count(v.size()), MPI_INT64_T, MPI_SUM, comm_));
     if (rank_ == 0) std::fill(out.begin(), out.end(), 0);  // MPI leaves rank 0's result undefined
     return out;
   }
   void broadcast_host(std::vector<float>& v, int root) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     int64_t n = static_cast<int64_t>(v.size());
     MOE_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, root, comm_));
     v.resize(n);
     if (n) MOE_MPI_CHECK(MPI_Bcast(v.data(), count(n), MPI_FLOAT, root, comm_));
   }
   std::vector<float> gather_host(const std::vector<float>& v, int root) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     return mpi_gather_host(comm_, v, MPI_FLOAT, root);
   }
   std::vector<double> gather_host(const std::vector<double>& v, int root) override {
+    BlockingWait wait(world_ranks_);
     return mpi_gather_host(comm_, v, MPI_DOUBLE, root);
   }
-  void barrier() override { MOE_MPI_CHECK(MPI_Barrier(comm_)); }
+  void barrier() override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
+    MOE_MPI_CHECK(MPI_Barrier(comm_));
+  }
 
   std::unique_ptr<Comm> split(int color, int key) override {
+    BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
     MPI_Comm sub;
     MOE_MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
     return std::make_unique<MpiComm>(sub, traffic_, transfers_);

@@ -3,6 +3,7 @@
 #include "backend/cpu/mpi_transfers.hpp"
 
 #include "core/error.hpp"
+#include "core/watchdog.hpp"
 #include "core/mpi_session.hpp"
 
 namespace moe {
@@ -53,6 +54,7 @@ void MpiTransfers::progress() {
 
 void MpiTransfers::finish(Live& t) {
   if (t.complete) return;
+  BlockingWait wait(t.posted.peer_world_ranks);  // bounded by run.timeout_s
   std::vector<MPI_Request>& r = t.posted.recvs;
   if (!r.empty()) MOE_MPI_CHECK(MPI_Waitall(static_cast<int>(r.size()), r.data(), MPI_STATUSES_IGNORE));
   std::fill(t.arrived.begin(), t.arrived.end(), 1);
@@ -85,6 +87,7 @@ int MpiTransfers::wait_next_source(CommHandle h, Event* done) {
     if (!pending) break;
     int idx = MPI_UNDEFINED;
     std::vector<MPI_Request>& r = t.posted.recvs;
+    BlockingWait wait(t.posted.peer_world_ranks);
     MOE_MPI_CHECK(MPI_Waitany(static_cast<int>(r.size()), r.data(), &idx, MPI_STATUS_IGNORE));
     MOE_REQUIRE(idx != MPI_UNDEFINED, "wait_next_source: no receive left to wait for");
     t.arrived[idx] = 1;

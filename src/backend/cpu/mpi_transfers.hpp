@@ -21,6 +21,7 @@ class MpiTransfers {
     std::vector<int> recv_peers;
     std::vector<MPI_Request> sends;
     std::vector<int> local_sources;   // sources already complete at posting (this rank's own rows)
+    std::vector<int> peer_world_ranks;  // world ranks this transfer waits on (for the watchdog)
   };
   CommHandle add(Posted p);
   void progress();   // tests every live transfer, never blocks

@@ -11,6 +11,7 @@
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/launch_math.hpp"
 #include "core/error.hpp"
+#include "core/watchdog.hpp"
 
 #if __has_include(<nvtx3/nvToolsExt.h>)
 #include <nvtx3/nvToolsExt.h>
@@ -416,6 +417,7 @@ double CudaComputeBackend::elapsed_ms(Event start, Event end) {
 // Waits for stream `s`. With communicators registered (or a timeout), polls instead of blocking so
 // that an NCCL failure of a peer surfaces here as an exception rather than an endless wait.
 void CudaComputeBackend::wait_stream(Stream s) {
+  BlockingWait wait(BlockingWait::DeviceStream{});  // bounded by run.timeout_s
   cudaStream_t st = stream(s);
   if (polls_.empty() && options_.sync_timeout_s <= 0) {
     MOE_CUDA_CHECK(cudaStreamSynchronize(st));

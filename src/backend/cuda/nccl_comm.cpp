@@ -12,6 +12,7 @@
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/launch_math.hpp"
 #include "core/error.hpp"
+#include "core/watchdog.hpp"
 #include "core/mpi_session.hpp"
 
 namespace moe {
@@ -62,6 +63,7 @@ NcclComm::NcclComm(CudaComputeBackend& backend, MPI_Comm mpi_comm, std::shared_p
     MOE_NCCL_CHECK_COMM(ncclCommCount(nccl_, &nccl_size), nccl_);
     MOE_REQUIRE(nccl_rank == rank_ && nccl_size == size_, "NCCL and MPI disagree on group rank or size");
     poll_id_ = backend_.add_sync_poll([this] { check_async_error(); });
+    abort_hook_id_ = watchdog::add_abort_hook([this](const std::string&) { abort_communicator(); });  // before MPI_Abort
   } catch (...) {
     if (nccl_ != nullptr) ncclCommAbort(nccl_), nccl_ = nullptr;
     if (mpi_ != MPI_COMM_NULL) MPI_Comm_free(&mpi_);
@@ -71,6 +73,7 @@ NcclComm::NcclComm(CudaComputeBackend& backend, MPI_Comm mpi_comm, std::shared_p
 
 NcclComm::~NcclComm() {
   if (poll_id_ >= 0) backend_.remove_sync_poll(poll_id_);
+  if (abort_hook_id_ >= 0) watchdog::remove_abort_hook(abort_hook_id_);
   if (nccl_ != nullptr) {
     // While an exception unwinds, peers may never reach a matching destroy: abort (local) instead.
     if (std::uncaught_exceptions() > 0)
@@ -270,6 +273,7 @@ void NcclComm::recv(const Mat& x, int peer, Stream s) {
 // ---- control plane (MPI, blocking) ----
 
 std::vector<int64_t> NcclComm::all_to_all_counts(const std::vector<int64_t>& send, int per_peer) {
+  BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
   MOE_REQUIRE(per_peer > 0 && static_cast<int64_t>(send.size()) == int64_t(size_) * per_peer,
               "all_to_all_counts: need per_peer counts for every rank");
   std::vector<int64_t> out(send.size());
@@ -278,18 +282,22 @@ std::vector<int64_t> NcclComm::all_to_all_counts(const std::vector<int64_t>& sen
 }
 
 void NcclComm::all_reduce_sum_host(std::vector<int64_t>& v) {
+  BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
   if (!v.empty()) MOE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v.data(), mpi_count(v.size()), MPI_INT64_T, MPI_SUM, mpi_));
 }
 
 void NcclComm::all_reduce_max_host(std::vector<double>& v) {
+  BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
   if (!v.empty()) MOE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v.data(), mpi_count(v.size()), MPI_DOUBLE, MPI_MAX, mpi_));
 }
 
 void NcclComm::all_reduce_sum_host(std::vector<double>& v) {
+  BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
   if (!v.empty()) MOE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v.data(), mpi_count(v.size()), MPI_DOUBLE, MPI_SUM, mpi_));
 }
 
 std::vector<int64_t> NcclComm::exclusive_scan_host(const std::vector<int64_t>& v) {
+  BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
   std::vector<int64_t> out(v.size(), 0);
   if (!v.empty()) MOE_MPI_CHECK(MPI_Exscan(v.data(), out.data(), mpi_count(v.size()), MPI_INT64_T, MPI_SUM, mpi_));
   if (rank_ == 0) std::fill(out.begin(), out.end(), 0);  // MPI leaves rank 0's result undefined
@@ -297,6 +305,7 @@ std::vector<int64_t> NcclComm::exclusive_scan_host(const std::vector<int64_t>& v
 }
 
 void NcclComm::broadcast_host(std::vector<float>& v, int root) {
+  BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
   MOE_REQUIRE(root >= 0 && root < size_, "broadcast_host: root outside the group");
   int64_t n = static_cast<int64_t>(v.size());
   MOE_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, root, mpi_));
@@ -305,16 +314,22 @@ void NcclComm::broadcast_host(std::vector<float>& v, int root) {
 }
 
 std::vector<float> NcclComm::gather_host(const std::vector<float>& v, int root) {
+  BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
   return mpi_gather_host(mpi_, v, MPI_FLOAT, root);
 }
 
 std::vector<double> NcclComm::gather_host(const std::vector<double>& v, int root) {
+  BlockingWait wait(world_ranks_);
   return mpi_gather_host(mpi_, v, MPI_DOUBLE, root);
 }
 
-void NcclComm::barrier() { MOE_MPI_CHECK(MPI_Barrier(mpi_)); }
+void NcclComm::barrier() {
+  BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
+  MOE_MPI_CHECK(MPI_Barrier(mpi_));
+}
 
 std::unique_ptr<Comm> NcclComm::split(int color, int key) {
+  BlockingWait wait(world_ranks_);  // bounded by run.timeout_s
   MOE_REQUIRE(color >= 0, "split: color must be non-negative");
   MPI_Comm sub = MPI_COMM_NULL;
   MOE_MPI_CHECK(MPI_Comm_split(mpi_, color, key, &sub));

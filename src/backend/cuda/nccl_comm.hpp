@@ -90,6 +90,7 @@ class NcclComm final : public Comm {
   int size_ = 1;
   std::vector<int> world_ranks_;  // [size] world rank of each group rank
   int poll_id_ = -1;
+  int abort_hook_id_ = -1;   // watchdog abort hook: ncclCommAbort before the job is aborted
   bool failed_ = false;
 };
 
