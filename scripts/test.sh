@@ -3,7 +3,7 @@
 # nvcc is present), and run every test through ctest. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --test
 scripts/build.sh
 source scripts/env.sh
 cd "$BUILD_DIR"

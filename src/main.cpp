@@ -10,6 +10,7 @@
 
 #include "backend/factory.hpp"
 #include "cli/calibrate_command.hpp"
+#include "cli/compare_command.hpp"
 #include "cli/command.hpp"
 #include "cli/place_command.hpp"
 #include "cli/simulate_command.hpp"
@@ -189,9 +190,10 @@ int cmd_validate(const MpiSession& mpi, const ValidateArgs& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // place and simulate run in one process: started without a launcher they skip MPI's start-up.
+  // place, simulate and compare run in one process: started without a launcher they skip MPI's start-up.
   const std::string first = argc > 1 ? argv[1] : "";
-  const bool one_process = (first == "place" || first == "simulate") && !moe::MpiSession::launched_by_mpi_launcher();
+  const bool one_process =
+      (first == "place" || first == "simulate" || first == "compare") && !moe::MpiSession::launched_by_mpi_launcher();
   moe::MpiSession mpi(&argc, &argv, !one_process);
   const std::vector<std::string> args(argv, argv + argc);
 
@@ -233,6 +235,7 @@ int main(int argc, char** argv) {
   commands.push_back(moe::add_simulate_command(app));
   commands.push_back(moe::add_calibrate_command(app));
   commands.push_back(moe::add_place_command(app));
+  commands.push_back(moe::add_compare_command(app));
 
   try {
     app.parse(argc, argv);
