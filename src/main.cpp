@@ -3,6 +3,7 @@
 // every rank; unexpected failures on one rank abort the whole job so no rank is left waiting.
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -22,6 +23,7 @@
 #include "cost/memory.hpp"
 #include "report/npy.hpp"
 #include "report/results.hpp"
+#include "runner/progress.hpp"
 #include "runner/runner.hpp"
 
 namespace {
@@ -36,6 +38,7 @@ struct RunArgs {
   bool no_verify = false;
   std::string dump_dir;
   std::vector<std::string> plans;   // [NAME=]FILE
+  bool quiet = false;        // no progress line
 };
 
 struct ValidateArgs {
@@ -109,15 +112,27 @@ std::map<std::string, Placement> load_plans(const MpiSession& mpi, const Config&
   return plans;
 }
 
-// An output location that cannot be written must fail before any measuring, on every rank.
+// An output location that cannot be written must fail before any measuring, on every rank: a
+// results path that is a directory or in a missing/unwritable directory; a dump directory is
+// created (with its parents) when missing.
 void check_writable_dir(const MpiSession& mpi, const std::string& file_or_dir, bool is_dir, const std::string& option) {
   std::string error;
   if (mpi.rank() == 0 && !file_or_dir.empty()) {
-    const std::string probe = is_dir ? file_or_dir + "/.moe-bench-write-test" : file_or_dir + ".moe-bench-write-test";
-    std::ofstream f(probe);
-    if (!f) error = "cannot write to '" + file_or_dir + "' (does the directory exist?)";
-    f.close();
-    std::remove(probe.c_str());
+    std::error_code ec;
+    if (is_dir && !std::filesystem::is_directory(file_or_dir, ec)) {
+      std::filesystem::create_directories(file_or_dir, ec);
+      if (ec) error = "cannot create directory '" + file_or_dir + "': " + ec.message();
+    } else if (!is_dir && std::filesystem::is_directory(file_or_dir, ec)) {
+      error = "'" + file_or_dir + "' is a directory; give a file path, e.g. " +
+              (std::filesystem::path(file_or_dir) / "results.json").string();
+    }
+    if (error.empty()) {
+      const std::string probe = is_dir ? file_or_dir + "/.moe-bench-write-test" : file_or_dir + ".moe-bench-write-test";
+      std::ofstream f(probe);
+      if (!f) error = "cannot write to '" + file_or_dir + "' (does the directory exist?)";
+      f.close();
+      std::remove(probe.c_str());
+    }
   }
   error = mpi.broadcast_string(error);
   if (!error.empty()) throw ConfigError(option, error);
@@ -142,7 +157,10 @@ int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& a
   options.dump_dir = a.dump_dir;
   options.routing = load_routing_source(mpi, config);
   options.plans = load_plans(mpi, config, a.plans);
+  Progress progress(std::cerr, progress_options_for(mpi.rank(), a.quiet));
+  options.progress = &progress;
   const RunOutcome outcome = run_strategies(config, options, compute, *backends.world);
+  progress.finish();
 
   const std::vector<std::string> hosts = mpi.all_host_names();
   if (mpi.rank() == 0) {
@@ -167,6 +185,38 @@ int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& a
   return outcome.all_verified ? 0 : 3;
 }
 
+// Every strategy that cannot run (memory per rank) is reported, not only the first; checks that
+// concern the whole config (world size, the reference) come first.
+void validate_each_strategy(const Config& config, int ranks, int bytes, const std::string& backend) {
+  Config whole = config;
+  whole.strategies.resize(1);
+  whole.cluster.gpu.memory_gb = 1e12;  // memory per strategy is checked below, one by one
+  validate_for_run(whole, ranks, bytes, backend);  // world size and the reference
+  std::vector<std::string> failures;
+  for (size_t i = 0; i < config.strategies.size(); ++i) {
+    Config one = config;
+    one.strategies = {config.strategies[i]};
+    one.run.verify = false;
+    try {
+      validate_for_run(one, ranks, bytes, backend);
+    } catch (const ConfigError& e) {
+      const std::string path = "strategies[" + std::to_string(i) + "]" +
+                               (e.path().rfind("strategies[0]", 0) == 0 ? e.path().substr(13) : std::string());
+      failures.push_back(path + ": " + e.reason());
+    }
+  }
+  if (failures.size() == 1) {
+    const size_t colon = failures[0].find(": ");
+    throw ConfigError(failures[0].substr(0, colon), failures[0].substr(colon + 2));
+  }
+  if (!failures.empty()) {
+    std::string text = std::to_string(failures.size()) + " of " + std::to_string(config.strategies.size()) +
+                       " strategies cannot run:";
+    for (const std::string& f : failures) text += "\n  " + f;
+    throw ConfigError("strategies", text);
+  }
+}
+
 int cmd_validate(const MpiSession& mpi, const ValidateArgs& a) {
   Config config = load_config_everywhere(mpi, a.config_path);
   if (!a.backend.empty()) config.run.backend = a.backend;
@@ -176,10 +226,17 @@ int cmd_validate(const MpiSession& mpi, const ValidateArgs& a) {
   const bool cpu = config.run.backend == "cpu";
   const int bytes = cpu ? 4 : dtype_bytes(parse_dtype(config.model.dtype));
   const std::string backend = cpu ? "cpu" : "cuda";
-  validate_for_run(config, ranks, bytes, backend);
+  validate_each_strategy(config, ranks, bytes, backend);
   load_routing_source(mpi, config);  // a trace must exist and fit the config
   if (mpi.rank() == 0) {
-    std::cout << "config '" << config.name << "' is valid for " << ranks << " ranks on backend " << backend << "\n";
+    std::cout << "config '" << config.name << "' is valid for " << ranks << " ranks on backend " << backend << " ("
+              << (cpu ? "fp32" : config.model.dtype) << ")";
+    if (config.run.backend == "auto")
+      std::cout << (cuda_backend_compiled()
+                        ? ", as on GPUs; `run` uses cpu (fp32) where a rank has no GPU"
+                        : ", as on GPUs; this binary has no CUDA backend, so `run` here uses cpu (fp32): "
+                          "validate --backend cpu checks that");
+    std::cout << "\n";
     for (const auto& s : config.strategies)
       std::cout << "  " << s.name << " (" << s.kind << "): " << estimate_memory(config, s, ranks, bytes).describe()
                 << " per rank\n";
@@ -209,8 +266,10 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--backend", run.backend, "Override run.backend: auto | cpu | cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   run_cmd->add_option("--iterations", run.iterations, "Override run.iterations (measured prefill+decode iterations)")
-      ->check(CLI::PositiveNumber);
+      ->check(moe::positive_integer());
   run_cmd->add_flag("--no-verify", run.no_verify, "Skip the comparison against the single-rank reference");
+  run_cmd->add_flag("-q,--quiet", run.quiet,
+                    "No progress line (rank 0 prints one to stderr after 3 s: in place on a terminal, else every 10 s)");
   run_cmd->add_option("--dump-outputs", run.dump_dir,
                       "Directory for .npy dumps of the reference's and each strategy's prefill and decode outputs");
   run_cmd->add_option("--plan", run.plans,
@@ -220,8 +279,10 @@ int main(int argc, char** argv) {
   ValidateArgs val;
   CLI::App* val_cmd = app.add_subcommand("validate", "Check a config without running (no mpirun needed)");
   val_cmd->add_option("-c,--config", val.config_path, "Config JSON")->required();
-  val_cmd->add_option("--ranks", val.ranks, "World size to validate for (default: cluster.nodes * gpus_per_node)")
-      ->check(CLI::PositiveNumber);
+  val_cmd->add_option("--ranks", val.ranks,
+                      "The rank count of the planned launch (mpirun -np N / Slurm tasks); a run needs N = cluster.nodes "
+                      "x cluster.gpus_per_node, which is the default")
+      ->check(moe::positive_integer());
   val_cmd->add_option("--backend", val.backend, "Override run.backend: auto | cpu | cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
 
@@ -240,7 +301,19 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return mpi.rank() == 0 ? app.exit(e) : (e.get_exit_code() == 0 ? 0 : 2);
+    if (e.get_exit_code() == 0) return mpi.rank() == 0 ? app.exit(e) : 0;  // --help, --version
+    // Bad options are bad input: exit 2 with the same prefix as every other input error.
+    if (mpi.rank() == 0) {
+      std::string command, message = e.what();
+      for (const CLI::App* sub : app.get_subcommands()) command = " " + sub->get_name();
+      if (command.empty() && argc > 1 && argv[1][0] != '-') {  // a mistyped command: name it and the known ones
+        message = "unknown command '" + std::string(argv[1]) + "' (commands:";
+        for (const CLI::App* sub : app.get_subcommands({})) message += " " + sub->get_name();
+        message += ")";
+      }
+      std::cerr << "moe-bench: error: " << message << " (see moe-bench" << command << " --help)\n";
+    }
+    return 2;
   }
 
   try {

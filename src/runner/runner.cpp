@@ -5,12 +5,14 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <iostream>
 
 #include "core/error.hpp"
 #include "cost/memory.hpp"
 #include "placement/strategy_plan.hpp"
 #include "report/npy.hpp"
 #include "runner/efficiency.hpp"
+#include "runner/progress.hpp"
 #include "runner/load_report.hpp"
 #include "runner/reference_cache.hpp"
 #include "runner/traffic_report.hpp"
@@ -41,14 +43,17 @@ double timed_step(Comm& world, PhaseTimer& timer, PhaseTimes& phases, const std:
   return ms;
 }
 
-StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& world) {
+StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& world, Progress& progress) {
   PhaseTimer timer(compute);
   PhaseTimes scratch{};
   // Warm-up: one untimed prefill and a few decode steps (allocations, caches, first-touch).
   s.reset();
   timed_step(world, timer, scratch, [&] { s.prefill(timer); });
-  for (int i = 0; i < std::min(c.workload.warmup_steps, c.workload.decode_steps); ++i)
+  progress.step_done("warm-up", 0, 0, 0, 0);
+  for (int i = 0; i < std::min(c.workload.warmup_steps, c.workload.decode_steps); ++i) {
     timed_step(world, timer, scratch, [&] { s.decode_step(timer); });
+    progress.step_done("warm-up", 0, 0, 0, 0);
+  }
 
   // Counters cover the measured iterations only.
   compute.reset_counters();
@@ -58,8 +63,11 @@ StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& w
   for (int it = 0; it < c.run.iterations; ++it) {
     s.reset();
     prefill_local.push_back(timed_step(world, timer, t.prefill_phases, [&] { s.prefill(timer); }));
-    for (int step = 0; step < c.workload.decode_steps; ++step)
+    progress.step_done("prefill", it + 1, c.run.iterations, 0, 0);
+    for (int step = 0; step < c.workload.decode_steps; ++step) {
       decode_local.push_back(timed_step(world, timer, t.decode_phases, [&] { s.decode_step(timer); }));
+      progress.step_done("decode", it + 1, c.run.iterations, step + 1, c.workload.decode_steps);
+    }
   }
   for (double v : prefill_local) t.prefill_wall_ms += v;
   for (double v : decode_local) t.decode_wall_ms += v;
@@ -162,8 +170,16 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
   nlohmann::ordered_json dump_index;
   const double tol = tolerance_for(compute);
 
+  // Progress units per strategy: warm-up, measured iterations, the checked pass (one per step).
+  Progress quiet(std::cerr, ProgressOptions{});
+  Progress& progress = options.progress ? *options.progress : quiet;
+  const int warm = std::min(config.workload.warmup_steps, config.workload.decode_steps);
+  progress.begin_run(int(config.strategies.size()),
+                     1 + warm + long(config.run.iterations) * (1 + config.workload.decode_steps) + 1);
+
   for (size_t si = 0; si < config.strategies.size(); ++si) {
     const StrategyConfig& spec = config.strategies[si];
+    progress.begin_strategy(int(si), spec.name);
     const auto plan_it = options.plans.find(spec.name);
     const Placement* plan_file = plan_it == options.plans.end() ? nullptr : &plan_it->second;
     StrategyContext ctx{config, spec, compute, world, topo, *options.routing, plan_file};
@@ -172,12 +188,13 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
 
     world.traffic().reset();
     compute.reset_counters();
-    const StepTimes times = measure(*strategy, config, compute, world);
+    const StepTimes times = measure(*strategy, config, compute, world, progress);
     std::vector<int64_t> flops{compute.flops()};
     world.all_reduce_sum_host(flops);
     const auto traffic = traffic_matrix(world);
 
     CheckedPass pass = checked_pass(*strategy, config, compute, world, gather);
+    progress.step_done("check", 0, 0, 0, 0);
     nlohmann::ordered_json verification = {{"checked", false}};
     bool passed = true;
     if (world.rank() == 0) {
@@ -245,11 +262,23 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
   }
   if (world.rank() == 0 && !options.dump_dir.empty()) {
     if (options.verify) {
-      const ReferenceOutputs& ref = references.get(config.strategies.front().load_balancing);
-      CheckedPass rp;
-      rp.prefill = ref.prefill;
-      rp.decode = ref.decode;
-      dump_outputs(options.dump_dir, "reference", rp, config, dump_index);
+      // One reference per distinct load-balancing setting verified against (the policy changes the
+      // routing): "reference" for the first strategy's, "reference-<policy>[-n]" for others.
+      std::map<std::string, std::string> dumped;  // setting key -> dump name
+      for (const StrategyConfig& spec : config.strategies) {
+        const std::string key = ReferenceCache::key(spec.load_balancing);
+        if (!dumped.count(key)) {
+          std::string name = dumped.empty() ? "reference" : "reference-" + spec.load_balancing.policy;
+          for (int n = 2; dump_index.contains(name); ++n) name = "reference-" + spec.load_balancing.policy + "-" + std::to_string(n);
+          const ReferenceOutputs& ref = references.get(spec.load_balancing);
+          CheckedPass rp;
+          rp.prefill = ref.prefill;
+          rp.decode = ref.decode;
+          dump_outputs(options.dump_dir, name, rp, config, dump_index);
+          dumped[key] = name;
+        }
+        dump_index["reference_of"][spec.name] = dumped[key];
+      }
     }
     dump_index["order"] = "global token order: sequence-major, then position; decode is step-major then sequence";
     write_file_atomic(options.dump_dir + "/index.json", dump_index.dump(2) + "\n");

@@ -16,11 +16,14 @@
 
 namespace moe {
 
+class Progress;
+
 struct RunOptions {
   bool verify = true;
   std::string dump_dir;   // empty: no dump
   std::shared_ptr<const RoutingSource> routing;   // workload.routing, loaded (required)
   std::map<std::string, Placement> plans;         // ep strategy name -> placement from a plan file
+  Progress* progress = nullptr;             // the progress line (rank 0); null: none
 };
 
 struct RunOutcome {
