@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <sstream>
 
 #include "core/config.hpp"
@@ -110,6 +111,19 @@ int run_simulate(const SimulateArgs& a, const MpiSession& mpi, const std::vector
   }
   o.hardware = default_profile(config.cluster);
   if (!a.hardware_path.empty()) o.hardware = load_profile_file(a.hardware_path, o.hardware);
+  // A --with of a cluster value the profile also holds changes the profile: it would otherwise be
+  // silently replaced by the --hardware file's value. --set still has the last word.
+  for (const std::string& change : a.config_changes) {
+    const std::string key = change.substr(0, change.find('='));
+    static const std::set<std::string> kProfileKeys = {
+        "gpu.name", "gpu.memory_gb", "gpu.peak_tflops", "gpu.hbm_gb_s", "intra_node.bandwidth_gb_s",
+        "intra_node.latency_us", "inter_node.bandwidth_gb_s", "inter_node.latency_us", "inter_node.nics_per_node"};
+    if (key.rfind("cluster.", 0) != 0 || !kProfileKeys.count(key.substr(8))) continue;
+    apply_profile_override(o.hardware, change.substr(8));
+    if (!a.hardware_path.empty())
+      std::cerr << "simulate: --with " << change << " also sets " << key.substr(8) << " of the hardware profile '"
+                << a.hardware_path << "'\n";
+  }
   for (const std::string& s : a.overrides) apply_profile_override(o.hardware, s);
   apply_profile_to_cluster(o.hardware, config.cluster);  // the profile describes the hardware simulated
   if (!a.out_path.empty()) {
