@@ -69,3 +69,12 @@ if missing:
     sys.exit(1)
 print(f"docs: {len(names)} results keys and the config keys are documented")
 PY
+
+# Demo output stays out of the committed results: scripts/run.sh writes to out/, which git ignores.
+grep -q -- "--out out/" "$src/scripts/run.sh" || { echo "FAIL: scripts/run.sh does not write to out/"; exit 1; }
+! grep -q -- "--out results/" "$src/scripts/run.sh" || { echo "FAIL: scripts/run.sh overwrites committed results"; exit 1; }
+if git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
+  git -C "$src" check-ignore -q out/cpu-16rank.json || { echo "FAIL: out/ is not ignored by git"; exit 1; }
+  git -C "$src" check-ignore -q skewed-32rank-plan.json || { echo "FAIL: place's default plan file is not ignored"; exit 1; }
+fi
+echo "docs: demo output goes to out/"
