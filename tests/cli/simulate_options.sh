@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # simulate --with on a cluster value that the --hardware profile also sets: the --with value is
 # simulated (it used to be replaced silently by the profile's), with a note; --set still wins.
+# --with errors name the argument once, the valid prefix and the expected type.
 set -uo pipefail
 bin="$1"; src="$2"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -21,4 +22,17 @@ for s in a["strategies"]:
     assert abs(s["memory"]["capacity_bytes"] - 141e9) < 1, s["memory"]
 assert b["context"]["hardware"]["gpu"]["memory_gb"] == 96, b["context"]["hardware"]["gpu"]
 PY
+# --with errors: exit 2, the argument named once, the valid prefix and what was expected.
+cfg="$src/configs/cpu-4rank.json"
+with_error() {  # with_error ASSIGNMENT MESSAGE
+  "$bin" simulate --config "$cfg" --with "$1" > "$tmp/out" 2>&1; local rc=$?
+  [ "$rc" -eq 2 ] || { cat "$tmp/out"; fail "--with $1: exit $rc"; }
+  grep -qxF "moe-bench: error: --with $1: $2" "$tmp/out" || { cat "$tmp/out"; fail "--with $1: want '$2'"; }
+}
+with_error model.hiden=3 "unknown key 'hiden' (allowed keys: layers, hidden, ffn_hidden, experts, top_k, heads, head_dim, attention, renormalize, dtype, seed)"
+with_error model.layers=abc 'must be an integer, got string "abc"'
+with_error strategies.5.chunks=1 "index 5 out of range: 'strategies' has 2 entries (0..1)"
+with_error strategies.x.chunks=1 "'strategies' is an array: 'x' must be an index 0..1"
+with_error model.layers.x=1 "'model.layers' is number 4, not an object: 'x' cannot be set inside it"
+with_error strategies.1.chunks=0 "must be a positive integer, got 0"
 echo "simulate_options: OK"
