@@ -88,8 +88,10 @@ std::shared_ptr<const RoutingSource> load_routing_source(const MpiSession& mpi, 
   return RoutingSource::from_trace(config, trace_from_results(results, strategy, path));
 }
 
-// --plan [NAME=]FILE: the placement of ep strategy NAME (every ep strategy without NAME=).
-std::map<std::string, Placement> load_plans(const MpiSession& mpi, const Config& config, const std::vector<std::string>& specs) {
+// --plan [NAME=]FILE: the placement of ep strategy NAME (every ep strategy without NAME=). `paths`
+// gets each strategy's plan file; rank 0 says when a plan replaces the configured algorithm.
+std::map<std::string, Placement> load_plans(const MpiSession& mpi, const Config& config, const std::vector<std::string>& specs,
+                                            std::map<std::string, std::string>& paths) {
   std::map<std::string, Placement> plans;
   for (const std::string& spec : specs) {
     const size_t eq = spec.find('=');
@@ -107,6 +109,10 @@ std::map<std::string, Placement> load_plans(const MpiSession& mpi, const Config&
     for (const StrategyConfig* s : targets) {
       if (!plans.emplace(s->name, p).second)
         throw ConfigError("--plan", "strategy '" + s->name + "' is given more than one plan");
+      paths[s->name] = path;
+      if (mpi.rank() == 0)
+        std::cout << "moe-bench: strategy '" << s->name << "' runs with the " << p.algorithm << " placement of plan '" << path
+                  << "'" << (p.algorithm != s->placement ? " (the config says " + s->placement + ")" : std::string()) << "\n";
     }
   }
   return plans;
@@ -156,7 +162,7 @@ int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& a
   options.verify = config.run.verify;
   options.dump_dir = a.dump_dir;
   options.routing = load_routing_source(mpi, config);
-  options.plans = load_plans(mpi, config, a.plans);
+  options.plans = load_plans(mpi, config, a.plans, options.plan_paths);
   Progress progress(std::cerr, progress_options_for(mpi.rank(), a.quiet));
   options.progress = &progress;
   const RunOutcome outcome = run_strategies(config, options, compute, *backends.world);

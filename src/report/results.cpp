@@ -96,6 +96,13 @@ void print_table(std::ostream& out, const nlohmann::ordered_json& r) {
         << (checked ? scientific(v["max_rel_error"].get<double>()) : "-") << std::setw(8)
         << (checked ? (v["passed"].get<bool>() ? "PASS" : "FAIL") : "off") << "\n";
   }
+  for (const auto& s : r["strategies"]) {  // where each ep strategy's experts live
+    const auto& layout = s["layout"];
+    if (!layout.contains("placement")) continue;
+    out << "  " << std::left << std::setw(name_w) << s["name"].get<std::string>() << std::right << "  placement "
+        << layout["placement"].get<std::string>()
+        << (layout.contains("plan_file") ? " from plan " + layout["plan_file"].get<std::string>() : std::string()) << "\n";
+  }
   out << "\nper decode step, ms (max over ranks / mean over ranks):\n";
   for (const auto& s : r["strategies"]) {
     out << "  " << std::left << std::setw(name_w) << s["name"].get<std::string>() << std::right;

@@ -229,6 +229,7 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
     r["name"] = spec.name;
     r["kind"] = strategy->kind();
     r["layout"] = strategy->layout();
+    if (const auto it = options.plan_paths.find(spec.name); it != options.plan_paths.end()) r["layout"]["plan_file"] = it->second;
     r["prefill"] = {{"tokens", prefill_tokens},
                     {"time_s", {{"mean", prefill_s.mean / 1e3}, {"min", prefill_s.min / 1e3}, {"max", prefill_s.max / 1e3}}},
                     {"tokens_per_s", prefill_s.mean > 0 ? prefill_tokens / (prefill_s.mean / 1e3) : 0}};
@@ -243,7 +244,7 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
     if (placement_used) {
       prediction.placement = placement_used;
       prediction.planned = placement_load_profile(config, spec, topo);
-      prediction.planned_spec = plan_file ? "" : placement_profile_spec(config, spec);
+      prediction.planned_spec = placement_profile_spec(config, spec);  // what `planned` holds, plan file or not
       prediction.bytes_per_row = int64_t(config.model.hidden) * dtype_bytes(compute.dtype());
     }
     r["traffic"] = traffic_json(config, topo, traffic, iters, prediction, pass.routing);

@@ -23,6 +23,7 @@ struct RunOptions {
   std::string dump_dir;   // empty: no dump
   std::shared_ptr<const RoutingSource> routing;   // workload.routing, loaded (required)
   std::map<std::string, Placement> plans;         // ep strategy name -> placement from a plan file
+  std::map<std::string, std::string> plan_paths;  // ep strategy name -> that plan file (for the results)
   Progress* progress = nullptr;             // the progress line (rank 0); null: none
 };
 

@@ -49,7 +49,27 @@ assert abs(t["min_balancedness"] - min(l["metrics"]["balancedness"] for l in lay
 assert abs(t["intra_node_bytes"] - sum(l["metrics"]["intra_node_bytes"] for l in layers)) < 1e-6 * t["intra_node_bytes"]
 PY
 done
-timeout 300 "${MPIEXEC:-mpirun}" -np 4 --oversubscribe --bind-to none "$bin" run --config "$src/configs/cpu-4rank.json" \
-  --plan "$tmp/cpu-4rank-plan.json" --iterations 1 --quiet > "$tmp/out" 2>&1 || { cat "$tmp/out"; fail "run --plan with a plan carrying metrics"; }
+# run --plan says so: on the console (which plan, which algorithm replaced the config's) and in the
+# results (layout.plan_file); predicted_from_plan names the routing its numbers come from (the config's).
+python3 - "$src/configs/cpu-4rank.json" "$tmp/zipf4.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["workload"]["routing"] = "zipf:1.2"; c["strategies"][1]["placement"] = "round_robin"
+json.dump(c, open(sys.argv[2], "w"))
+PY
+"$bin" place --config "$tmp/zipf4.json" --algorithm balanced --out "$tmp/zipf4-plan.json" > "$tmp/out" 2>&1 || { cat "$tmp/out"; fail "place zipf4"; }
+timeout 300 "${MPIEXEC:-mpirun}" -np 4 --oversubscribe --bind-to none "$bin" run --config "$tmp/zipf4.json" \
+  --plan "$tmp/zipf4-plan.json" --iterations 1 --quiet --out "$tmp/zipf4.json.out" > "$tmp/out" 2>&1 \
+  || { cat "$tmp/out"; fail "run --plan with a plan carrying metrics"; }
 grep -q "PASS" "$tmp/out" || { cat "$tmp/out"; fail "run --plan did not verify"; }
+grep -qF "moe-bench: strategy 'proposed' runs with the balanced placement of plan '$tmp/zipf4-plan.json' (the config says round_robin)" \
+  "$tmp/out" || { cat "$tmp/out"; fail "run --plan does not say which plan replaced the placement"; }
+grep -qE "^  proposed +placement balanced from plan $tmp/zipf4-plan.json" "$tmp/out" || { cat "$tmp/out"; fail "table lacks the placement"; }
+python3 - "$tmp/zipf4.json.out" "$tmp/zipf4-plan.json" <<'PY' || fail "results of run --plan"
+import json, sys
+r = json.load(open(sys.argv[1])); ep = r["strategies"][1]
+assert ep["layout"]["plan_file"] == sys.argv[2], ep["layout"]
+assert ep["layout"]["placement"] == "balanced", ep["layout"]["placement"]
+assert ep["traffic"]["predicted_from_plan"]["routing"] == "zipf:1.2", ep["traffic"]["predicted_from_plan"]["routing"]
+assert "plan_file" not in r["strategies"][0]["layout"]
+PY
 echo "place_plan: OK"
