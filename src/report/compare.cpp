@@ -5,6 +5,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <tuple>
 
 #include "core/error.hpp"
 
@@ -173,17 +174,19 @@ CompareTable build_compare_table(const std::vector<ResultsDocument>& docs, const
   }
   if (!baseline_found) throw ConfigError("--baseline", "no results file has a strategy named '" + options.baseline + "'");
 
-  // Prediction error: each measured row against the first simulated row of the same config and
-  // strategy name, and each simulated row against the first measured one.
-  std::map<std::pair<std::string, std::string>, const CompareRow*> first_measured, first_simulated;
+  // Prediction error: each measured row against the first simulated row of the same config name,
+  // strategy name and world size (a sweep file holds one config at several sizes), and each
+  // simulated row against the first measured one.
+  using Key = std::tuple<std::string, std::string, int>;
+  std::map<Key, const CompareRow*> first_measured, first_simulated;
   for (const CompareRow& r : table.rows) {
     auto& first = r.mode == "simulated" ? first_simulated : first_measured;
-    first.emplace(std::make_pair(r.config_name, r.strategy), &r);
+    first.emplace(Key{r.config_name, r.strategy, r.world_size}, &r);
   }
   for (CompareRow& r : table.rows) {
     const bool simulated = r.mode == "simulated";
     const auto& others = simulated ? first_measured : first_simulated;
-    const auto it = others.find({r.config_name, r.strategy});
+    const auto it = others.find(Key{r.config_name, r.strategy, r.world_size});
     if (it == others.end()) continue;
     const CompareRow& measured = simulated ? *it->second : r;
     const CompareRow& predicted = simulated ? r : *it->second;

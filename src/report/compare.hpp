@@ -51,7 +51,7 @@ struct CompareRow {
   bool verified = false;                     // verification.checked
   std::optional<double> max_rel_error;       // verification.max_rel_error when checked
   std::optional<bool> passed;                // verification.passed when checked
-  // Measured vs simulated documents with the same config name, same strategy name:
+  // Measured vs simulated documents with the same config name, strategy name and world size:
   // (simulated - measured) / measured of the TPOT mean and of the prefill TPS; on both rows.
   std::string counterpart;                   // label of the other document; empty when none
   std::optional<double> tpot_prediction_error;

@@ -148,6 +148,11 @@ TEST_CASE("measured and simulated rows of one config and strategy get the predic
   // Another config of the same strategy name has no counterpart.
   CHECK_FALSE(t.rows[4].tpot_prediction_error);
   CHECK(t.rows[4].counterpart.empty());
+  // Nor has the same config simulated at another size (a sweep point).
+  auto sized = measured_and_simulated();
+  sized[1].doc["context"]["world_size"] = 32;
+  const CompareTable t3 = build_compare_table(sized, {});
+  for (const CompareRow& r : t3.rows) CHECK_FALSE(r.tpot_prediction_error);
   CHECK_FALSE(relative_error(1, 0));
 }
 
