@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "backend/factory.hpp"
@@ -18,7 +19,10 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/mpi_session.hpp"
+#include "placement/load_profile.hpp"
 #include "placement/plan_json.hpp"
+#include "placement/strategy_plan.hpp"
+#include "topology/topology.hpp"
 #include "routing/routing_source.hpp"
 #include "cost/memory.hpp"
 #include "report/npy.hpp"
@@ -89,9 +93,11 @@ std::shared_ptr<const RoutingSource> load_routing_source(const MpiSession& mpi, 
 }
 
 // --plan [NAME=]FILE: the placement of ep strategy NAME (every ep strategy without NAME=). `paths`
-// gets each strategy's plan file; rank 0 says when a plan replaces the configured algorithm.
+// gets each strategy's plan file and `plan_load` the routing the plan was made for (its load_profile);
+// rank 0 says when a plan replaces the configured algorithm.
 std::map<std::string, Placement> load_plans(const MpiSession& mpi, const Config& config, const std::vector<std::string>& specs,
-                                            std::map<std::string, std::string>& paths) {
+                                            std::map<std::string, std::string>& paths,
+                                            std::map<std::string, std::pair<LoadProfile, std::string>>& plan_load) {
   std::map<std::string, Placement> plans;
   for (const std::string& spec : specs) {
     const size_t eq = spec.find('=');
@@ -103,13 +109,39 @@ std::map<std::string, Placement> load_plans(const MpiSession& mpi, const Config&
     if (targets.empty())
       throw ConfigError("--plan", name.empty() ? "the config has no ep strategy to use plan '" + path + "'"
                                                : "no ep strategy named '" + name + "' in the config");
-    const Placement p = placement_from_json(parse_json_text(read_text_everywhere(mpi, path, "--plan", "plan file"), "--plan", path), path);
+    const nlohmann::json plan_json = parse_json_text(read_text_everywhere(mpi, path, "--plan", "plan file"), "--plan", path);
+    const Placement p = placement_from_json(plan_json, path);
     const int ranks = config.cluster.nodes * config.cluster.gpus_per_node;
     check_plan_shape(p, config.model.layers, config.model.experts, ranks, path);
+    // The routing the plan was made for: a distribution, or "results FILE[#strategy]" (place --load-profile).
+    const std::string made_for = plan_json.value("load_profile", "");
+    std::optional<std::pair<LoadProfile, std::string>> made_for_load;
+    const Topology topo = Topology::from_config(config.cluster);
+    if (is_routing_distribution(made_for)) {
+      made_for_load.emplace(distribution_load_profile(config, made_for, topo, path + ": load_profile"),
+                            made_for + " (the plan's load_profile)");
+    } else if (made_for.rfind("results ", 0) == 0) {
+      // A results file that moved only costs the prediction its input: say so, use the config's routing.
+      const std::string spec = made_for.substr(8);
+      const size_t hash = spec.rfind('#');
+      const std::string file = spec.substr(0, hash);
+      try {
+        const nlohmann::json results = parse_json_text(
+            read_text_everywhere(mpi, file, "--plan", "results file of the plan's load_profile"), "--plan", file);
+        made_for_load.emplace(profile_from_results(results, config.model.layers, config.model.experts, topo, file,
+                                                   hash == std::string::npos ? "" : spec.substr(hash + 1)),
+                              made_for + " (the plan's load_profile)");
+      } catch (const ConfigError& e) {
+        if (mpi.rank() == 0)
+          std::cout << "moe-bench: note: plan '" << path << "' was made for '" << made_for << "', which cannot be used ("
+                    << e.what() << "); its traffic prediction uses the config's routing\n";
+      }
+    }
     for (const StrategyConfig* s : targets) {
       if (!plans.emplace(s->name, p).second)
         throw ConfigError("--plan", "strategy '" + s->name + "' is given more than one plan");
       paths[s->name] = path;
+      if (made_for_load) plan_load[s->name] = *made_for_load;
       if (mpi.rank() == 0)
         std::cout << "moe-bench: strategy '" << s->name << "' runs with the " << p.algorithm << " placement of plan '" << path
                   << "'" << (p.algorithm != s->placement ? " (the config says " + s->placement + ")" : std::string()) << "\n";
@@ -162,7 +194,7 @@ int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& a
   options.verify = config.run.verify;
   options.dump_dir = a.dump_dir;
   options.routing = load_routing_source(mpi, config);
-  options.plans = load_plans(mpi, config, a.plans, options.plan_paths);
+  options.plans = load_plans(mpi, config, a.plans, options.plan_paths, options.plan_load);
   Progress progress(std::cerr, progress_options_for(mpi.rank(), a.quiet));
   options.progress = &progress;
   const RunOutcome outcome = run_strategies(config, options, compute, *backends.world);

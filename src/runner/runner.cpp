@@ -244,7 +244,11 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
     if (placement_used) {
       prediction.placement = placement_used;
       prediction.planned = placement_load_profile(config, spec, topo);
-      prediction.planned_spec = placement_profile_spec(config, spec);  // what `planned` holds, plan file or not
+      prediction.planned_spec = placement_profile_spec(config, spec);  // what `planned` holds
+      if (const auto it = options.plan_load.find(spec.name); it != options.plan_load.end()) {
+        prediction.planned = it->second.first;   // what the plan file was made for
+        prediction.planned_spec = it->second.second;
+      }
       prediction.bytes_per_row = int64_t(config.model.hidden) * dtype_bytes(compute.dtype());
     }
     r["traffic"] = traffic_json(config, topo, traffic, iters, prediction, pass.routing);

@@ -24,6 +24,9 @@ struct RunOptions {
   std::shared_ptr<const RoutingSource> routing;   // workload.routing, loaded (required)
   std::map<std::string, Placement> plans;         // ep strategy name -> placement from a plan file
   std::map<std::string, std::string> plan_paths;  // ep strategy name -> that plan file (for the results)
+  // ep strategy name -> the routing its plan file was made for (its load_profile), which the traffic
+  // prediction then uses instead of the config's: the tokens and their name.
+  std::map<std::string, std::pair<LoadProfile, std::string>> plan_load;
   Progress* progress = nullptr;             // the progress line (rank 0); null: none
 };
 

@@ -50,13 +50,14 @@ assert abs(t["intra_node_bytes"] - sum(l["metrics"]["intra_node_bytes"] for l in
 PY
 done
 # run --plan says so: on the console (which plan, which algorithm replaced the config's) and in the
-# results (layout.plan_file); predicted_from_plan names the routing its numbers come from (the config's).
+# results (layout.plan_file); predicted_from_plan uses and names the routing the plan was made for.
 python3 - "$src/configs/cpu-4rank.json" "$tmp/zipf4.json" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1])); c["workload"]["routing"] = "zipf:1.2"; c["strategies"][1]["placement"] = "round_robin"
 json.dump(c, open(sys.argv[2], "w"))
 PY
-"$bin" place --config "$tmp/zipf4.json" --algorithm balanced --out "$tmp/zipf4-plan.json" > "$tmp/out" 2>&1 || { cat "$tmp/out"; fail "place zipf4"; }
+"$bin" place --config "$tmp/zipf4.json" --algorithm balanced --routing hot:0.5 --out "$tmp/zipf4-plan.json" > "$tmp/out" 2>&1 \
+  || { cat "$tmp/out"; fail "place zipf4"; }
 timeout 300 "${MPIEXEC:-mpirun}" -np 4 --oversubscribe --bind-to none "$bin" run --config "$tmp/zipf4.json" \
   --plan "$tmp/zipf4-plan.json" --iterations 1 --quiet --out "$tmp/zipf4.json.out" > "$tmp/out" 2>&1 \
   || { cat "$tmp/out"; fail "run --plan with a plan carrying metrics"; }
@@ -69,7 +70,11 @@ import json, sys
 r = json.load(open(sys.argv[1])); ep = r["strategies"][1]
 assert ep["layout"]["plan_file"] == sys.argv[2], ep["layout"]
 assert ep["layout"]["placement"] == "balanced", ep["layout"]["placement"]
-assert ep["traffic"]["predicted_from_plan"]["routing"] == "zipf:1.2", ep["traffic"]["predicted_from_plan"]["routing"]
+# The prediction is for the routing the plan was made for (--routing hot:0.5), not the config's zipf.
+assert ep["traffic"]["predicted_from_plan"]["routing"] == "hot:0.5 (the plan's load_profile)", ep["traffic"]["predicted_from_plan"]
+plan = json.load(open(sys.argv[2]))
+assert abs(ep["traffic"]["predicted_from_plan"]["inter_node_bytes"] - plan["metrics"]["all_layers"]["inter_node_bytes"]) \
+    <= 1e-6 * max(1, plan["metrics"]["all_layers"]["inter_node_bytes"]), (ep["traffic"]["predicted_from_plan"], plan["metrics"])
 assert "plan_file" not in r["strategies"][0]["layout"]
 PY
 echo "place_plan: OK"
