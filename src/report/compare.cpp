@@ -2,6 +2,7 @@
 // baseline strategy per document and measured-vs-simulated prediction errors across documents.
 #include "report/compare.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -119,6 +120,17 @@ std::vector<ResultsDocument> load_results_file(const std::string& path) {
   return parse_results_text(ss.str(), path);
 }
 
+const std::vector<std::string>& phase_order() {
+  static const std::vector<std::string> order = {"attention",    "gate",        "dispatch", "expert", "combine",
+                                                 "tp_allreduce", "pp_transfer", "other",    "idle"};
+  return order;
+}
+
+size_t phase_rank(const std::string& phase) {
+  const auto& order = phase_order();
+  return static_cast<size_t>(std::find(order.begin(), order.end(), phase) - order.begin());
+}
+
 std::optional<double> relative_error(double predicted, double measured) {
   if (!(measured > 0)) return std::nullopt;
   return (predicted - measured) / measured;
@@ -163,6 +175,12 @@ CompareTable build_compare_table(const std::vector<ResultsDocument>& docs, const
       r.gpu_balancedness = number_at(s, "load.min_gpu_balancedness");
       r.overlap_decode = number_at(s, "overlap.decode_step.efficiency");
       r.overlap_prefill = number_at(s, "overlap.prefill.efficiency");
+      if (const json* phases = find_path(s, "phases_ms.decode_step"); phases != nullptr && phases->is_object()) {
+        for (const auto& [phase, v] : phases->items())
+          if (const auto mean = number_at(v, "mean")) r.decode_phase_ms.emplace_back(phase, *mean);
+        std::stable_sort(r.decode_phase_ms.begin(), r.decode_phase_ms.end(),
+                         [](const auto& a, const auto& b) { return phase_rank(a.first) < phase_rank(b.first); });
+      }
       r.verified = s["verification"]["checked"].get<bool>();
       if (r.verified) {
         r.max_rel_error = number_at(s, "verification.max_rel_error");

@@ -4,6 +4,7 @@
 #pragma once
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -48,6 +49,9 @@ struct CompareRow {
   std::optional<double> gpu_balancedness;    // load.min_gpu_balancedness (mean/max tokens per GPU, worst layer)
   std::optional<double> overlap_decode;      // overlap.decode_step.efficiency
   std::optional<double> overlap_prefill;     // overlap.prefill.efficiency
+  // phases_ms.decode_step.<phase>.mean (ms per decode step, mean over ranks), in results order;
+  // empty when the results have none. Drawn by the HTML report, not a table column.
+  std::vector<std::pair<std::string, double>> decode_phase_ms;
   bool verified = false;                     // verification.checked
   std::optional<double> max_rel_error;       // verification.max_rel_error when checked
   std::optional<bool> passed;                // verification.passed when checked
@@ -70,6 +74,11 @@ struct CompareTable {
 // Rows in input order (documents, then their strategies). Throws ConfigError("--baseline", ...)
 // when a baseline is named and no document has a strategy of that name.
 CompareTable build_compare_table(const std::vector<ResultsDocument>& docs, const CompareOptions& options);
+
+// The phases of a layer in the order they run (results phases_ms keys); others sort after them.
+const std::vector<std::string>& phase_order();
+// Position of `phase` in phase_order() (its size for any other phase).
+size_t phase_rank(const std::string& phase);
 
 // (predicted - measured) / measured; nullopt when measured is not positive.
 std::optional<double> relative_error(double predicted, double measured);

@@ -105,6 +105,74 @@ std::string svg_bar_chart(const std::string& title, const std::string& unit, con
   return s.str();
 }
 
+// Colours of the phases (shared with scripts/plot_results.py).
+std::string phase_color(const std::string& phase) {
+  static const std::vector<std::pair<std::string, std::string>> colors = {
+      {"attention", "#4e79a7"}, {"gate", "#9c755f"},         {"dispatch", "#f28e2b"},
+      {"expert", "#59a14f"},    {"combine", "#edc948"},      {"tp_allreduce", "#e15759"},
+      {"pp_transfer", "#b07aa1"}, {"other", "#bab0ac"},      {"idle", "#dddddd"}};
+  for (const auto& [name, color] : colors)
+    if (name == phase) return color;
+  return "#777777";
+}
+
+// Stacked horizontal bars: each row's decode step split into its phases (mean over ranks), as a
+// share of the row's total so that a CPU run and a simulated cluster are read alike; the total in
+// ms on the right.
+std::string svg_phase_chart(const std::vector<std::pair<std::string, const CompareRow*>>& rows) {
+  size_t longest = 0;
+  for (const auto& [label, r] : rows) longest = std::max(longest, label.size());
+  const double label_w = std::max(160.0, 6.6 * static_cast<double>(longest) + 16), plot_w = 420, text_w = 110;
+  const double row_h = 22, top = 34, legend_h = 26;
+  std::vector<std::string> phases;  // legend: every phase with time in some row, in results order
+  for (const auto& [label, r] : rows)
+    for (const auto& [phase, ms] : r->decode_phase_ms)
+      if (ms > 0 && std::find(phases.begin(), phases.end(), phase) == phases.end()) phases.push_back(phase);
+  std::stable_sort(phases.begin(), phases.end(),
+                   [](const std::string& a, const std::string& b) { return phase_rank(a) < phase_rank(b); });
+  const double width = label_w + plot_w + text_w;
+  // Legend entries left to right from the plot's left edge, wrapping at the chart's width.
+  std::vector<std::pair<double, double>> legend_at;  // x, y offset below the bars
+  double lx = label_w, lrow = 0;
+  for (const std::string& phase : phases) {
+    const double w = 22 + 6.2 * phase.size();
+    if (lx + w > width && lx > label_w) lx = label_w, lrow += 1;
+    legend_at.emplace_back(lx, lrow * 18);
+    lx += w;
+  }
+  const double height = top + row_h * rows.size() + legend_h + 18 * lrow + 8;
+  std::ostringstream s;
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height << "\" viewBox=\"0 0 "
+    << width << " " << height << "\" role=\"img\" aria-label=\"Decode step by phase\">\n";
+  s << "<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n";
+  s << "<text x=\"8\" y=\"20\" font-size=\"15\" font-weight=\"bold\">Decode step by phase (share of the per-rank mean)</text>\n";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const CompareRow& r = *rows[i].second;
+    const double y = top + row_h * i;
+    double total = 0;
+    for (const auto& [phase, ms] : r.decode_phase_ms) total += std::max(0.0, ms);
+    s << "<text x=\"" << label_w - 6 << "\" y=\"" << y + 15 << "\" font-size=\"12\" text-anchor=\"end\">"
+      << html_escape(rows[i].first) << "</text>\n";
+    double x = label_w;
+    for (const auto& [phase, ms] : r.decode_phase_ms) {
+      if (!(ms > 0) || !(total > 0)) continue;
+      const double w = plot_w * ms / total;
+      s << "<rect x=\"" << x << "\" y=\"" << y + 3 << "\" width=\"" << w << "\" height=\"" << row_h - 6 << "\" fill=\""
+        << phase_color(phase) << "\"><title>" << html_escape(phase + ": " + format_ms(ms) + " ms") << "</title></rect>\n";
+      x += w;
+    }
+    s << "<text x=\"" << label_w + plot_w + 6 << "\" y=\"" << y + 15 << "\" font-size=\"12\">"
+      << html_escape(format_ms(total) + " ms") << "</text>\n";
+  }
+  for (size_t i = 0; i < phases.size(); ++i) {
+    const double x = legend_at[i].first, y = top + row_h * rows.size() + 10 + legend_at[i].second;
+    s << "<rect x=\"" << x << "\" y=\"" << y << "\" width=\"12\" height=\"12\" fill=\"" << phase_color(phases[i]) << "\"/>"
+      << "<text x=\"" << x + 16 << "\" y=\"" << y + 11 << "\" font-size=\"11\">" << html_escape(phases[i]) << "</text>\n";
+  }
+  s << "</svg>\n";
+  return s.str();
+}
+
 std::string row_label(const CompareRow& r) { return r.config_name + " · " + r.strategy + (r.mode == "simulated" ? " (sim)" : ""); }
 
 std::string mode_color(const CompareRow& r) { return r.mode == "simulated" ? "#e67e22" : "#2c7fb8"; }
@@ -130,6 +198,10 @@ std::string charts(const CompareTable& t) {
   out += svg_bar_chart("TPOT: mean, tick at p99", "ms per decode step", tpot);
   if (!ratio.empty()) out += svg_bar_chart("Decode throughput / baseline", "ratio (dashed line: 1)", ratio, 1.0);
   if (!prediction.empty()) out += svg_bar_chart("Measured vs simulated TPOT", "ms per decode step", prediction);
+  std::vector<std::pair<std::string, const CompareRow*>> with_phases;
+  for (const CompareRow& r : t.rows)
+    if (!r.decode_phase_ms.empty()) with_phases.emplace_back(row_label(r), &r);
+  if (!with_phases.empty()) out += svg_phase_chart(with_phases);
   return out;
 }
 

@@ -228,8 +228,24 @@ TEST_CASE("the html page is self-contained, escapes names and draws its charts",
   // Decode throughput, TPOT, ratio to baseline, measured vs simulated.
   size_t charts = 0;
   for (size_t p = 0; (p = html.find("<svg", p)) != std::string::npos; ++p) ++charts;
-  CHECK(charts == 4);
+  CHECK(charts == 4);  // the fixtures have no phases_ms: no phase chart
   CHECK_THAT(html, Catch::Contains("Measured vs simulated TPOT"));
   // One bar per row in the decode chart: each row's label appears with its value.
   CHECK_THAT(html, Catch::Contains("demo · baseline (sim)"));
+
+  // With phases: a fifth chart, one segment per phase with time, widths in proportion.
+  docs[0].doc["strategies"][0]["phases_ms"] = {
+      {"decode_step", {{"attention", {{"max", 4}, {"mean", 3}}}, {"expert", {{"max", 2}, {"mean", 1}}},
+                       {"idle", {{"max", 0}, {"mean", 0}}}}}};
+  const CompareTable tp = build_compare_table(docs, {});
+  REQUIRE(tp.rows[0].decode_phase_ms.size() == 3);
+  CHECK(tp.rows[0].decode_phase_ms[0] == std::make_pair(std::string("attention"), 3.0));
+  CHECK(tp.rows[0].decode_phase_ms[2].first == "idle");  // layer order, not the results file's key order
+  CHECK(phase_rank("gate") < phase_rank("combine"));
+  CHECK(phase_rank("custom") == phase_order().size());
+  const std::string with_phases = format_compare_html(tp, {"m.json", "s.json"});
+  CHECK_THAT(with_phases, Catch::Contains("Decode step by phase"));
+  CHECK_THAT(with_phases, Catch::Contains("width=\"315\" height=\"16\" fill=\"#4e79a7\"><title>attention: 3.00 ms"));
+  CHECK_THAT(with_phases, Catch::Contains("width=\"105\" height=\"16\" fill=\"#59a14f\"><title>expert: 1.00 ms"));
+  CHECK_THAT(with_phases, !Catch::Contains("<title>idle"));
 }
