@@ -7,7 +7,7 @@
 #                                leaks are suppressed by tests/sanitize/lsan.supp
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --test
 if [ "${1:-}" = "--sanitize" ]; then
   export BUILD_DIR="${BUILD_DIR:-build-sanitize}"
   export MOE_CMAKE_ARGS="-DMOE_SANITIZE=ON -DMOE_ENABLE_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo ${MOE_CMAKE_ARGS:-}"

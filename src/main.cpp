@@ -3,15 +3,18 @@
 // every rank; unexpected failures on one rank abort the whole job so no rank is left waiting.
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 
 #include "backend/factory.hpp"
 #include "cli/calibrate_command.hpp"
 #include "cli/exchange_command.hpp"
+#include "cli/compare_command.hpp"
 #include "cli/command.hpp"
 #include "cli/place_command.hpp"
 #include "cli/simulate_command.hpp"
@@ -19,11 +22,15 @@
 #include "core/error.hpp"
 #include "core/mpi_session.hpp"
 #include "core/watchdog.hpp"
+#include "placement/load_profile.hpp"
 #include "placement/plan_json.hpp"
+#include "placement/strategy_plan.hpp"
+#include "topology/topology.hpp"
 #include "routing/routing_source.hpp"
 #include "cost/memory.hpp"
 #include "report/npy.hpp"
 #include "report/results.hpp"
+#include "runner/progress.hpp"
 #include "runner/runner.hpp"
 
 namespace {
@@ -41,6 +48,7 @@ struct RunArgs {
   std::vector<std::string> plans;   // [NAME=]FILE
   double timeout_s = -1;     // < 0: from config
   bool keep_partial = false;
+  bool quiet = false;        // no progress line
 };
 
 // Rank 0's record of a run in progress for --keep-partial: when the run fails or is interrupted
@@ -115,8 +123,12 @@ std::shared_ptr<const RoutingSource> load_routing_source(const MpiSession& mpi, 
   return RoutingSource::from_trace(config, trace_from_results(results, strategy, path));
 }
 
-// --plan [NAME=]FILE: the placement of ep strategy NAME (every ep strategy without NAME=).
-std::map<std::string, Placement> load_plans(const MpiSession& mpi, const Config& config, const std::vector<std::string>& specs) {
+// --plan [NAME=]FILE: the placement of ep strategy NAME (every ep strategy without NAME=). `paths`
+// gets each strategy's plan file and `plan_load` the routing the plan was made for (its load_profile);
+// rank 0 says when a plan replaces the configured algorithm.
+std::map<std::string, Placement> load_plans(const MpiSession& mpi, const Config& config, const std::vector<std::string>& specs,
+                                            std::map<std::string, std::string>& paths,
+                                            std::map<std::string, std::pair<LoadProfile, std::string>>& plan_load) {
   std::map<std::string, Placement> plans;
   for (const std::string& spec : specs) {
     const size_t eq = spec.find('=');
@@ -128,26 +140,68 @@ std::map<std::string, Placement> load_plans(const MpiSession& mpi, const Config&
     if (targets.empty())
       throw ConfigError("--plan", name.empty() ? "the config has no ep strategy to use plan '" + path + "'"
                                                : "no ep strategy named '" + name + "' in the config");
-    const Placement p = placement_from_json(parse_json_text(read_text_everywhere(mpi, path, "--plan", "plan file"), "--plan", path), path);
+    const nlohmann::json plan_json = parse_json_text(read_text_everywhere(mpi, path, "--plan", "plan file"), "--plan", path);
+    const Placement p = placement_from_json(plan_json, path);
     const int ranks = config.cluster.nodes * config.cluster.gpus_per_node;
     check_plan_shape(p, config.model.layers, config.model.experts, ranks, path);
+    // The routing the plan was made for: a distribution, or "results FILE[#strategy]" (place --load-profile).
+    const std::string made_for = plan_json.value("load_profile", "");
+    std::optional<std::pair<LoadProfile, std::string>> made_for_load;
+    const Topology topo = Topology::from_config(config.cluster);
+    if (is_routing_distribution(made_for)) {
+      made_for_load.emplace(distribution_load_profile(config, made_for, topo, path + ": load_profile"),
+                            made_for + " (the plan's load_profile)");
+    } else if (made_for.rfind("results ", 0) == 0) {
+      // A results file that moved only costs the prediction its input: say so, use the config's routing.
+      const std::string spec = made_for.substr(8);
+      const size_t hash = spec.rfind('#');
+      const std::string file = spec.substr(0, hash);
+      try {
+        const nlohmann::json results = parse_json_text(
+            read_text_everywhere(mpi, file, "--plan", "results file of the plan's load_profile"), "--plan", file);
+        made_for_load.emplace(profile_from_results(results, config.model.layers, config.model.experts, topo, file,
+                                                   hash == std::string::npos ? "" : spec.substr(hash + 1)),
+                              made_for + " (the plan's load_profile)");
+      } catch (const ConfigError& e) {
+        if (mpi.rank() == 0)
+          std::cout << "moe-bench: note: plan '" << path << "' was made for '" << made_for << "', which cannot be used ("
+                    << e.what() << "); its traffic prediction uses the config's routing\n";
+      }
+    }
     for (const StrategyConfig* s : targets) {
       if (!plans.emplace(s->name, p).second)
         throw ConfigError("--plan", "strategy '" + s->name + "' is given more than one plan");
+      paths[s->name] = path;
+      if (made_for_load) plan_load[s->name] = *made_for_load;
+      if (mpi.rank() == 0)
+        std::cout << "moe-bench: strategy '" << s->name << "' runs with the " << p.algorithm << " placement of plan '" << path
+                  << "'" << (p.algorithm != s->placement ? " (the config says " + s->placement + ")" : std::string()) << "\n";
     }
   }
   return plans;
 }
 
-// An output location that cannot be written must fail before any measuring, on every rank.
+// An output location that cannot be written must fail before any measuring, on every rank: a
+// results path that is a directory or in a missing/unwritable directory; a dump directory is
+// created (with its parents) when missing.
 void check_writable_dir(const MpiSession& mpi, const std::string& file_or_dir, bool is_dir, const std::string& option) {
   std::string error;
   if (mpi.rank() == 0 && !file_or_dir.empty()) {
-    const std::string probe = is_dir ? file_or_dir + "/.moe-bench-write-test" : file_or_dir + ".moe-bench-write-test";
-    std::ofstream f(probe);
-    if (!f) error = "cannot write to '" + file_or_dir + "' (does the directory exist?)";
-    f.close();
-    std::remove(probe.c_str());
+    std::error_code ec;
+    if (is_dir && !std::filesystem::is_directory(file_or_dir, ec)) {
+      std::filesystem::create_directories(file_or_dir, ec);
+      if (ec) error = "cannot create directory '" + file_or_dir + "': " + ec.message();
+    } else if (!is_dir && std::filesystem::is_directory(file_or_dir, ec)) {
+      error = "'" + file_or_dir + "' is a directory; give a file path, e.g. " +
+              (std::filesystem::path(file_or_dir) / "results.json").string();
+    }
+    if (error.empty()) {
+      const std::string probe = is_dir ? file_or_dir + "/.moe-bench-write-test" : file_or_dir + ".moe-bench-write-test";
+      std::ofstream f(probe);
+      if (!f) error = "cannot write to '" + file_or_dir + "' (does the directory exist?)";
+      f.close();
+      std::remove(probe.c_str());
+    }
   }
   error = mpi.broadcast_string(error);
   if (!error.empty()) throw ConfigError(option, error);
@@ -178,7 +232,9 @@ int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& a
   options.dump_dir = a.dump_dir;
   options.trace = !a.trace_path.empty();
   options.routing = load_routing_source(mpi, config);
-  options.plans = load_plans(mpi, config, a.plans);
+  options.plans = load_plans(mpi, config, a.plans, options.plan_paths, options.plan_load);
+  Progress progress(std::cerr, progress_options_for(mpi.rank(), a.quiet));
+  options.progress = &progress;
 
   RunContext ctx;
   ctx.backend = compute.name();
@@ -205,6 +261,7 @@ int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& a
     partial_hook = watchdog::add_abort_hook([](const std::string& reason) { g_partial.write(reason); });
   }
   const RunOutcome outcome = run_strategies(config, options, compute, *backends.world);
+  progress.finish();
   if (partial_hook >= 0) {
     watchdog::remove_abort_hook(partial_hook);
     std::lock_guard<std::mutex> lock(g_partial.mu);
@@ -227,6 +284,38 @@ int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& a
   return outcome.all_verified ? 0 : 3;
 }
 
+// Every strategy that cannot run (memory per rank) is reported, not only the first; checks that
+// concern the whole config (world size, the reference) come first.
+void validate_each_strategy(const Config& config, int ranks, int bytes, const std::string& backend) {
+  Config whole = config;
+  whole.strategies.resize(1);
+  whole.cluster.gpu.memory_gb = 1e12;  // memory per strategy is checked below, one by one
+  validate_for_run(whole, ranks, bytes, backend);  // world size and the reference
+  std::vector<std::string> failures;
+  for (size_t i = 0; i < config.strategies.size(); ++i) {
+    Config one = config;
+    one.strategies = {config.strategies[i]};
+    one.run.verify = false;
+    try {
+      validate_for_run(one, ranks, bytes, backend);
+    } catch (const ConfigError& e) {
+      const std::string path = "strategies[" + std::to_string(i) + "]" +
+                               (e.path().rfind("strategies[0]", 0) == 0 ? e.path().substr(13) : std::string());
+      failures.push_back(path + ": " + e.reason());
+    }
+  }
+  if (failures.size() == 1) {
+    const size_t colon = failures[0].find(": ");
+    throw ConfigError(failures[0].substr(0, colon), failures[0].substr(colon + 2));
+  }
+  if (!failures.empty()) {
+    std::string text = std::to_string(failures.size()) + " of " + std::to_string(config.strategies.size()) +
+                       " strategies cannot run:";
+    for (const std::string& f : failures) text += "\n  " + f;
+    throw ConfigError("strategies", text);
+  }
+}
+
 int cmd_validate(const MpiSession& mpi, const ValidateArgs& a) {
   Config config = load_config_everywhere(mpi, a.config_path);
   if (!a.backend.empty()) config.run.backend = a.backend;
@@ -236,10 +325,17 @@ int cmd_validate(const MpiSession& mpi, const ValidateArgs& a) {
   const bool cpu = config.run.backend == "cpu";
   const int bytes = cpu ? 4 : dtype_bytes(parse_dtype(config.model.dtype));
   const std::string backend = cpu ? "cpu" : "cuda";
-  validate_for_run(config, ranks, bytes, backend);
+  validate_each_strategy(config, ranks, bytes, backend);
   load_routing_source(mpi, config);  // a trace must exist and fit the config
   if (mpi.rank() == 0) {
-    std::cout << "config '" << config.name << "' is valid for " << ranks << " ranks on backend " << backend << "\n";
+    std::cout << "config '" << config.name << "' is valid for " << ranks << " ranks on backend " << backend << " ("
+              << (cpu ? "fp32" : config.model.dtype) << ")";
+    if (config.run.backend == "auto")
+      std::cout << (cuda_backend_compiled()
+                        ? ", as on GPUs; `run` uses cpu (fp32) where a rank has no GPU"
+                        : ", as on GPUs; this binary has no CUDA backend, so `run` here uses cpu (fp32): "
+                          "validate --backend cpu checks that");
+    std::cout << "\n";
     for (const auto& s : config.strategies)
       std::cout << "  " << s.name << " (" << s.kind << "): " << estimate_memory(config, s, ranks, bytes).describe()
                 << " per rank\n";
@@ -250,9 +346,10 @@ int cmd_validate(const MpiSession& mpi, const ValidateArgs& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // place and simulate run in one process: started without a launcher they skip MPI's start-up.
+  // place, simulate and compare run in one process: started without a launcher they skip MPI's start-up.
   const std::string first = argc > 1 ? argv[1] : "";
-  const bool one_process = (first == "place" || first == "simulate") && !moe::MpiSession::launched_by_mpi_launcher();
+  const bool one_process =
+      (first == "place" || first == "simulate" || first == "compare") && !moe::MpiSession::launched_by_mpi_launcher();
   // SIGINT / SIGTERM go to one thread that reports where the run was and ends the job; blocked
   // before MPI starts its threads so that none of them takes the signal.
   moe::watchdog::install_signal_thread();
@@ -274,8 +371,10 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--backend", run.backend, "Override run.backend: auto | cpu | cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   run_cmd->add_option("--iterations", run.iterations, "Override run.iterations (measured prefill+decode iterations)")
-      ->check(CLI::PositiveNumber);
+      ->check(moe::positive_integer());
   run_cmd->add_flag("--no-verify", run.no_verify, "Skip the comparison against the single-rank reference");
+  run_cmd->add_flag("-q,--quiet", run.quiet,
+                    "No progress line (rank 0 prints one to stderr after 3 s: in place on a terminal, else every 10 s)");
   run_cmd->add_option("--dump-outputs", run.dump_dir,
                       "Directory for .npy dumps of the reference's and each strategy's prefill and decode outputs");
   run_cmd->add_option("--trace", run.trace_path,
@@ -294,8 +393,10 @@ int main(int argc, char** argv) {
   ValidateArgs val;
   CLI::App* val_cmd = app.add_subcommand("validate", "Check a config without running (no mpirun needed)");
   val_cmd->add_option("-c,--config", val.config_path, "Config JSON")->required();
-  val_cmd->add_option("--ranks", val.ranks, "World size to validate for (default: cluster.nodes * gpus_per_node)")
-      ->check(CLI::PositiveNumber);
+  val_cmd->add_option("--ranks", val.ranks,
+                      "The rank count of the planned launch (mpirun -np N / Slurm tasks); a run needs N = cluster.nodes "
+                      "x cluster.gpus_per_node, which is the default")
+      ->check(moe::positive_integer());
   val_cmd->add_option("--backend", val.backend, "Override run.backend: auto | cpu | cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
 
@@ -310,11 +411,24 @@ int main(int argc, char** argv) {
   commands.push_back(moe::add_calibrate_command(app));
   commands.push_back(moe::add_place_command(app));
   commands.push_back(moe::add_exchange_command(app));
+  commands.push_back(moe::add_compare_command(app));
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return mpi.rank() == 0 ? app.exit(e) : (e.get_exit_code() == 0 ? 0 : 2);
+    if (e.get_exit_code() == 0) return mpi.rank() == 0 ? app.exit(e) : 0;  // --help, --version
+    // Bad options are bad input: exit 2 with the same prefix as every other input error.
+    if (mpi.rank() == 0) {
+      std::string command, message = e.what();
+      for (const CLI::App* sub : app.get_subcommands()) command = " " + sub->get_name();
+      if (command.empty() && argc > 1 && argv[1][0] != '-') {  // a mistyped command: name it and the known ones
+        message = "unknown command '" + std::string(argv[1]) + "' (commands:";
+        for (const CLI::App* sub : app.get_subcommands({})) message += " " + sub->get_name();
+        message += ")";
+      }
+      std::cerr << "moe-bench: error: " << message << " (see moe-bench" << command << " --help)\n";
+    }
+    return 2;
   }
 
   try {

@@ -20,13 +20,15 @@
 #include "placement/placers.hpp"
 #include "placement/plan_json.hpp"
 #include "placement/plan_metrics.hpp"
+#include "report/npy.hpp"
 
 namespace moe {
 namespace {
 
 struct PlaceArgs {
   std::string config_path;
-  std::string algorithm;          // empty: the first ep strategy's placement, else topology_aware
+  std::string algorithm;          // empty: the chosen ep strategy's placement, else topology_aware
+  std::string strategy;           // ep strategy whose placement and placement_profile apply; empty: see chosen_ep
   std::string load_profile_path;  // results JSON of an earlier run
   std::string routing;            // distribution spec
   std::string out_path;           // empty: <config name>-plan.json
@@ -49,7 +51,21 @@ std::string fmt(double x, int digits) {
   return os.str();
 }
 
-const StrategyConfig* first_ep(const Config& c) {
+// The ep strategy whose placement (the default algorithm) and placement_profile apply: --strategy,
+// else the first ep strategy that does not use round_robin (the plan is compared with round_robin;
+// comparing round_robin with itself says nothing), else the first ep strategy.
+const StrategyConfig* chosen_ep(const Config& c, const std::string& name) {
+  if (!name.empty()) {
+    std::string names;
+    for (const auto& s : c.strategies) {
+      if (s.name == name && s.kind == "ep") return &s;
+      if (s.name == name) throw ConfigError("--strategy", "strategy '" + name + "' is of kind " + s.kind + ", not ep");
+      if (s.kind == "ep") names += (names.empty() ? "" : ", ") + s.name;
+    }
+    throw ConfigError("--strategy", "no ep strategy named '" + name + "' in the config (ep strategies: " + names + ")");
+  }
+  for (const auto& s : c.strategies)
+    if (s.kind == "ep" && s.placement != "round_robin") return &s;
   for (const auto& s : c.strategies)
     if (s.kind == "ep") return &s;
   return nullptr;
@@ -76,6 +92,21 @@ void print_row(std::ostream& out, const std::string& label, const PlanMetrics& m
       << (m.busiest_port >= 0 ? "(r" + std::to_string(m.busiest_port) + ")" : "") << "\n";
 }
 
+// A layer's metrics for the plan file (bytes: expected per iteration, dispatch + combine).
+nlohmann::ordered_json metrics_json(const PlanMetrics& m, int nics) {
+  nlohmann::ordered_json j;
+  j["balancedness"] = m.balancedness;
+  j["tokens_per_gpu"] = m.tokens_per_gpu;
+  j["intra_node_bytes"] = m.intra_node_bytes;
+  j["inter_node_bytes"] = m.inter_node_bytes;
+  j["max_inter_node_link_bytes"] = m.max_inter_link_bytes;
+  j["busiest_nic"] = m.busiest_nic < 0 ? nlohmann::ordered_json(nullptr)
+                                       : nlohmann::ordered_json{{"node", m.busiest_nic / nics}, {"nic", m.busiest_nic % nics}};
+  j["max_intra_node_link_bytes"] = m.max_intra_link_bytes;
+  j["busiest_port"] = m.busiest_port < 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(m.busiest_port);
+  return j;
+}
+
 struct Totals {
   double min_balancedness = 1, inter = 0, intra = 0, max_nic = 0, max_port = 0;
   void add(const PlanMetrics& m) {
@@ -95,7 +126,7 @@ int run_place(const PlaceArgs& a, const MpiSession& mpi) {
   const Topology topo = Topology::from_config(config.cluster);
   const int G = topo.num_ranks();
   const int nics = config.cluster.inter_node.nics_per_node;
-  const StrategyConfig* ep = first_ep(config);
+  const StrategyConfig* ep = chosen_ep(config, a.strategy);
 
   std::string algorithm = a.algorithm;
   if (algorithm.empty()) algorithm = ep ? ep->placement : "topology_aware";
@@ -160,19 +191,25 @@ int run_place(const PlaceArgs& a, const MpiSession& mpi) {
       << " ranks, " << nics << " NICs per node; " << m.layers << " layers x " << m.experts << " experts, top-" << m.top_k
       << "\nrouting: " << profile_name << "; rows of " << fmt_bytes(row_bytes) << " (hidden " << m.hidden << " x "
       << m.dtype << "), dispatch + combine\n"
-      << "search: " << algorithm << " " << fmt(search_ms, 2) << " ms, round_robin " << fmt(rr_ms, 2) << " ms\n\n";
+      << "algorithm: " << algorithm
+      << (a.algorithm.empty() ? (ep ? " (placement of strategy '" + ep->name + "')" : std::string(" (no ep strategy: default)"))
+                              : std::string(" (--algorithm)"))
+      << "\nsearch: " << algorithm << " " << fmt(search_ms, 2) << " ms, round_robin " << fmt(rr_ms, 2) << " ms\n\n";
   out << "    " << std::left << std::setw(15) << "algorithm" << std::right << std::setw(8) << "balance" << std::setw(14)
       << "intra-node" << std::setw(14) << "inter-node" << std::setw(13) << "busiest NIC" << " " << std::left
       << std::setw(11) << "(node/nic)" << std::right << std::setw(10) << "busiest port" << " (rank)\n";
   const bool details = a.details || G <= 64;
   Totals tot_plan, tot_rr;
   std::vector<std::vector<double>> uniform;
+  nlohmann::ordered_json plan_json = placement_to_json(plan, G, profile_name);
   for (int l = 0; l < m.layers; ++l) {
     const auto& tokens = profile_layer(profile, l, G, m.experts, uniform);
     const PlanMetrics pm = compute_plan_metrics(plan.layers[l], topo, nics, row_bytes, tokens);
     const PlanMetrics rm = compute_plan_metrics(rr.layers[l], topo, nics, row_bytes, tokens);
     tot_plan.add(pm);
     tot_rr.add(rm);
+    nlohmann::ordered_json layer_metrics = metrics_json(pm, nics);
+    layer_metrics["round_robin"] = metrics_json(rm, nics);
     out << "layer " << l << "\n";
     print_row(out, algorithm, pm, nics);
     if (algorithm != "round_robin") print_row(out, "round_robin", rm, nics);
@@ -189,10 +226,17 @@ int run_place(const PlaceArgs& a, const MpiSession& mpi) {
       for (int e = 0; e < m.experts; ++e)
         for (int n = 0; n < topo.nodes(); ++n)
           even = even && std::abs(node_w[size_t(e) * topo.nodes() + n] - w[e] / topo.nodes()) <= 1e-9 * (1 + w[e]);
-      out << "    bound with one expert per GPU: " << fmt(best_balancedness_bound(w, G).balancedness, 3);
-      if (even) out << ", with same-node-first replicas: " << fmt(same_node_first_bound(w, G, topo.nodes()), 3);
+      const double bound = best_balancedness_bound(w, G).balancedness;
+      out << "    bound with one expert per GPU: " << fmt(bound, 3);
+      layer_metrics["balancedness_bound"] = {{"one_expert_per_gpu", bound}};
+      if (even) {
+        const double same_node = same_node_first_bound(w, G, topo.nodes());
+        out << ", with same-node-first replicas: " << fmt(same_node, 3);
+        layer_metrics["balancedness_bound"]["same_node_first"] = same_node;
+      }
       out << " (" << algorithm << " " << fmt(pm.balancedness, 3) << ")\n";
     }
+    plan_json["layers"][l]["metrics"] = layer_metrics;
     if (details) {
       out << "    experts -> ranks: " << describe_replicas(plan.layers[l]) << "\n    tokens per GPU:";
       for (double t : pm.tokens_per_gpu) out << " " << fmt(t, 0);
@@ -208,8 +252,18 @@ int run_place(const PlaceArgs& a, const MpiSession& mpi) {
         << fmt_bytes(tot_rr.max_port) << "\n";
   out << "search time: " << fmt(search_ms, 2) << " ms (" << algorithm << ", " << m.layers << " layers)\n";
 
+  auto totals_json = [](const Totals& t) {
+    return nlohmann::ordered_json{{"min_balancedness", t.min_balancedness}, {"intra_node_bytes", t.intra},
+                                  {"inter_node_bytes", t.inter}, {"max_inter_node_link_bytes", t.max_nic},
+                                  {"max_intra_node_link_bytes", t.max_port}};
+  };
+  plan_json["metrics"] = {{"routing", profile_name},
+                          {"bytes_per_row", row_bytes},
+                          {"units", "bytes: expected per iteration over all layers' dispatch and combine; tokens: assignments"},
+                          {"all_layers", totals_json(tot_plan)},
+                          {"round_robin", totals_json(tot_rr)}};
   if (!a.no_write) {
-    write_plan_file(plan_path, plan, G, profile_name);
+    write_file_atomic(plan_path, plan_json.dump() + "\n");
     out << "plan written to " << plan_path << "\n";
   }
   return 0;
@@ -223,9 +277,13 @@ Command add_place_command(CLI::App& app) {
   c.app = app.add_subcommand("place", "Place experts on ranks for a config and show expected load and link traffic");
   c.app->add_option("-c,--config", args->config_path, "Config JSON")->required();
   c.app->add_option("--algorithm", args->algorithm,
-                    "round_robin | balanced | topology_aware (default: the first ep strategy's placement)");
+                    "round_robin | balanced | topology_aware (default: the ep strategy's placement, see --strategy)");
+  c.app->add_option("--strategy", args->strategy,
+                    "ep strategy whose placement and placement_profile to use (default: the first ep strategy not "
+                    "using round_robin, else the first ep strategy)");
   auto* lp = c.app->add_option("--load-profile", args->load_profile_path,
-                               "Results JSON of an earlier run: plan for its tokens per expert");
+                               "FILE[#strategy]: results JSON of an earlier run: plan for the tokens per expert it "
+                               "counted (that strategy's, else the first ep strategy's)");
   c.app->add_option("--routing", args->routing,
                     "Routing distribution to plan for: uniform | zipf:s | hot:f, optionally ,local:p "
                     "(default: the ep strategy's placement_profile, else workload.routing, else uniform)")

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <sstream>
 
 #include "core/config.hpp"
@@ -28,9 +29,11 @@ struct SimulateArgs {
 };
 
 // Applies "a.b.0.c=value" (value parsed as JSON, else taken as a string) to the config JSON.
+// Errors name the --with argument, the prefix that was valid and what was expected there.
 void patch_config(nlohmann::json& j, const std::string& assignment) {
   const size_t eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) throw ConfigError("--with", "expected key=value, got '" + assignment + "'");
+  const std::string where = "--with " + assignment;
   nlohmann::json value;
   try {
     value = nlohmann::json::parse(assignment.substr(eq + 1));
@@ -38,22 +41,43 @@ void patch_config(nlohmann::json& j, const std::string& assignment) {
     value = assignment.substr(eq + 1);
   }
   nlohmann::json* at = &j;
+  std::string prefix;  // the part of the key walked so far
   std::stringstream ss(assignment.substr(0, eq));
   for (std::string part; std::getline(ss, part, '.');) {
+    const std::string shown = prefix.empty() ? "the config" : "'" + prefix + "'";
     if (at->is_array()) {
-      size_t i = 0;
+      size_t i = 0, used = 0;
       try {
-        i = std::stoul(part);
+        i = std::stoul(part, &used);
       } catch (const std::exception&) {
-        throw ConfigError("--with " + assignment, "'" + part + "' is not an array index");
+        used = 0;
       }
-      if (i >= at->size()) throw ConfigError("--with " + assignment, "index " + part + " out of range");
+      if (used == 0 || used != part.size())
+        throw ConfigError(where, shown + " is an array: '" + part + "' must be an index 0.." + std::to_string(at->size() - 1));
+      if (i >= at->size())
+        throw ConfigError(where, "index " + part + " out of range: " + shown + " has " + std::to_string(at->size()) +
+                                     " entries (0.." + std::to_string(at->size() - 1) + ")");
       at = &(*at)[i];
-    } else {
+    } else if (at->is_object() || at->is_null()) {
       at = &(*at)[part];  // unknown keys are rejected when the config is parsed
+    } else {
+      throw ConfigError(where, shown + " is " + std::string(at->type_name()) + " " + at->dump() + ", not an object: '" +
+                                   part + "' cannot be set inside it");
     }
+    prefix += (prefix.empty() ? "" : ".") + part;
   }
   *at = value;
+}
+
+// The config path of a --with key in the parser's notation: "strategies.1.chunks" -> "strategies[1].chunks".
+std::string config_path_of(const std::string& key) {
+  std::string out;
+  std::stringstream ss(key);
+  for (std::string part; std::getline(ss, part, '.');) {
+    const bool index = !part.empty() && part.find_first_not_of("0123456789") == std::string::npos;
+    out += index ? "[" + part + "]" : (out.empty() ? "" : ".") + part;
+  }
+  return out;
 }
 
 // "ep=8,16,32" -> {8, 16, 32}
@@ -88,8 +112,19 @@ int run_simulate(const SimulateArgs& a, const MpiSession& mpi, const std::vector
     throw ConfigError(a.config_path, std::string("not valid JSON: ") + e.what());
   }
   for (const std::string& change : a.config_changes) patch_config(cj, change);
-  Config config = parse_config(cj);
-  validate_config(config);
+  Config config;
+  try {
+    config = parse_config(cj);
+    validate_config(config);
+  } catch (const ConfigError& e) {
+    // A value set by --with: name the argument once, not the JSON path twice.
+    for (const std::string& change : a.config_changes) {
+      const std::string path = config_path_of(change.substr(0, change.find('=')));
+      if (!e.path().empty() && (e.path() == path || e.path().rfind(path + ".", 0) == 0 || e.path().rfind(path + "[", 0) == 0))
+        throw ConfigError("--with " + change, (e.path() == path ? "" : e.path() + ": ") + e.reason());
+    }
+    throw;
+  }
   SimulateOptions o;
   o.argv = argv;
   o.backend = !a.backend.empty() ? a.backend : (config.run.backend == "cpu" ? "cpu" : "cuda");
@@ -110,6 +145,19 @@ int run_simulate(const SimulateArgs& a, const MpiSession& mpi, const std::vector
   }
   o.hardware = default_profile(config.cluster);
   if (!a.hardware_path.empty()) o.hardware = load_profile_file(a.hardware_path, o.hardware);
+  // A --with of a cluster value the profile also holds changes the profile: it would otherwise be
+  // silently replaced by the --hardware file's value. --set still has the last word.
+  for (const std::string& change : a.config_changes) {
+    const std::string key = change.substr(0, change.find('='));
+    static const std::set<std::string> kProfileKeys = {
+        "gpu.name", "gpu.memory_gb", "gpu.peak_tflops", "gpu.hbm_gb_s", "intra_node.bandwidth_gb_s",
+        "intra_node.latency_us", "inter_node.bandwidth_gb_s", "inter_node.latency_us", "inter_node.nics_per_node"};
+    if (key.rfind("cluster.", 0) != 0 || !kProfileKeys.count(key.substr(8))) continue;
+    apply_profile_override(o.hardware, change.substr(8));
+    if (!a.hardware_path.empty())
+      std::cerr << "simulate: --with " << change << " also sets " << key.substr(8) << " of the hardware profile '"
+                << a.hardware_path << "'\n";
+  }
   for (const std::string& s : a.overrides) apply_profile_override(o.hardware, s);
   apply_profile_to_cluster(o.hardware, config.cluster);  // the profile describes the hardware simulated
   if (!a.out_path.empty()) {

@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "cost/memory.hpp"
 #include "placement/load_profile.hpp"
+#include "placement/placement.hpp"
 
 namespace moe {
 namespace {
@@ -340,7 +341,7 @@ void validate_strategy(const Config& c, const StrategyConfig& s, const std::stri
     require_positive(sub(path, "expert_tp"), s.expert_tp);
     if (s.expert_tp != 1) throw ConfigError(sub(path, "expert_tp"), "expert_tp > 1 is not supported yet");
     require_positive(sub(path, "chunks"), s.chunks);
-    if (s.placement.empty()) throw ConfigError(sub(path, "placement"), "must be a non-empty placement name");
+    check_one_of(sub(path, "placement"), s.placement, placer_names());
     if (!s.placement_profile.empty()) parse_routing_distribution(s.placement_profile, sub(path, "placement_profile"));
     if (static_cast<int64_t>(s.ep) * s.expert_tp != world)
       throw ConfigError(sub(path, "ep"), "ep*expert_tp = " + std::to_string(s.ep) + "*" + std::to_string(s.expert_tp) +

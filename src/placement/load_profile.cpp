@@ -230,10 +230,23 @@ LoadProfile profile_from_distribution(const RoutingDistribution& d, int num_laye
 }
 
 LoadProfile profile_from_results(const json& results, int num_layers, int num_experts, const Topology& topo,
-                                 const std::string& source) {
+                                 const std::string& source, const std::string& strategy) {
   const json& strategies = member(results, "strategies", "", source);
   if (!strategies.is_array()) throw ConfigError("strategies", "must be an array (in '" + source + "')");
   int chosen = -1;
+  if (!strategy.empty()) {
+    std::string names;
+    for (size_t i = 0; i < strategies.size() && chosen < 0; ++i) {
+      const std::string name = strategies[i].is_object() ? strategies[i].value("name", "") : "";
+      if (name == strategy) chosen = static_cast<int>(i);
+      names += (names.empty() ? "" : ", ") + name;
+    }
+    if (chosen < 0)
+      throw ConfigError("--load-profile", "no strategy named '" + strategy + "' in '" + source + "' (it has " + names + ")");
+    const json& s = strategies[chosen];
+    if (!(s.contains("load") && s["load"].is_object() && s["load"].contains("layers")))
+      throw ConfigError("strategies[" + std::to_string(chosen) + "].load.layers", "is missing (in '" + source + "')");
+  }
   for (int pass = 0; pass < 2 && chosen < 0; ++pass)
     for (size_t i = 0; i < strategies.size() && chosen < 0; ++i) {
       const json& s = strategies[i];
@@ -271,7 +284,12 @@ LoadProfile profile_from_results(const json& results, int num_layers, int num_ex
   return prof;
 }
 
-LoadProfile profile_from_results_file(const std::string& path, int num_layers, int num_experts, const Topology& topo) {
+LoadProfile profile_from_results_file(const std::string& spec, int num_layers, int num_experts, const Topology& topo) {
+  const size_t hash = spec.rfind('#');
+  const std::string path = hash == std::string::npos ? spec : spec.substr(0, hash);
+  const std::string strategy = hash == std::string::npos ? "" : spec.substr(hash + 1);
+  if (hash != std::string::npos && strategy.empty())
+    throw ConfigError("--load-profile", "'" + spec + "': a strategy name must follow '#'");
   std::ifstream in(path);
   if (!in) throw ConfigError("--load-profile", "cannot open results file '" + path + "'");
   json j;
@@ -280,7 +298,7 @@ LoadProfile profile_from_results_file(const std::string& path, int num_layers, i
   } catch (const json::parse_error& e) {
     throw ConfigError("--load-profile", "invalid JSON in '" + path + "': " + e.what());
   }
-  return profile_from_results(j, num_layers, num_experts, topo, path);
+  return profile_from_results(j, num_layers, num_experts, topo, path, strategy);
 }
 
 const std::vector<std::vector<double>>& profile_layer(const LoadProfile& p, int layer, int num_ranks, int num_experts,

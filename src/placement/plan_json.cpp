@@ -68,7 +68,8 @@ nlohmann::ordered_json placement_to_json(const Placement& p, int num_ranks, cons
 
 Placement placement_from_json(const json& j, const std::string& source) {
   if (!j.is_object()) throw ConfigError("", "a plan must be a JSON object" + in(source));
-  only_keys(j, "", {"schema_version", "algorithm", "num_ranks", "load_profile", "layers"}, source);
+  // "metrics" (written by place, per layer and in total) is for scripts comparing plans; not read.
+  only_keys(j, "", {"schema_version", "algorithm", "num_ranks", "load_profile", "layers", "metrics"}, source);
   const json& version = need(j, "schema_version", "", source);
   if (!version.is_number_integer() || version.get<int64_t>() != 1)
     throw ConfigError("schema_version", "must be 1, got " + version.dump() + in(source));
@@ -87,7 +88,7 @@ Placement placement_from_json(const json& j, const std::string& source) {
     const std::string lpath = "layers[" + std::to_string(l) + "]";
     const json& layer = layers[l];
     if (!layer.is_object()) throw ConfigError(lpath, "must be an object" + in(source));
-    only_keys(layer, lpath, {"replicas", "slots"}, source);
+    only_keys(layer, lpath, {"replicas", "slots", "metrics"}, source);
     LayerPlacement lp;
     lp.num_ranks = G;
     lp.replicas = read_lists(need(layer, "replicas", lpath, source), lpath + ".replicas", source, G - 1);

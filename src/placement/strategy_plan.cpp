@@ -11,15 +11,19 @@ std::string placement_profile_spec(const Config& c, const StrategyConfig& s) {
   return is_routing_distribution(c.workload.routing) ? c.workload.routing : "";
 }
 
-LoadProfile placement_load_profile(const Config& c, const StrategyConfig& s, const Topology& topo) {
-  const std::string spec = placement_profile_spec(c, s);
-  if (spec.empty()) return {};
+LoadProfile distribution_load_profile(const Config& c, const std::string& spec, const Topology& topo,
+                                      const std::string& path) {
   // One iteration's tokens (prefill + decode) per source rank.
   const double tokens_per_rank = double(c.workload.batch_sequences) / topo.num_ranks() *
                                  (c.workload.prompt_tokens + c.workload.decode_steps);
-  const std::string path = s.placement_profile.empty() ? "workload.routing" : "placement_profile";
   return profile_from_distribution(parse_routing_distribution(spec, path), c.model.layers, c.model.experts,
                                    c.model.top_k, topo, tokens_per_rank, c.model.seed);
+}
+
+LoadProfile placement_load_profile(const Config& c, const StrategyConfig& s, const Topology& topo) {
+  const std::string spec = placement_profile_spec(c, s);
+  if (spec.empty()) return {};
+  return distribution_load_profile(c, spec, topo, s.placement_profile.empty() ? "workload.routing" : "placement_profile");
 }
 
 Placement plan_for_strategy(const Config& c, const StrategyConfig& s, const Topology& topo) {

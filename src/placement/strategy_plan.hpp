@@ -13,6 +13,9 @@ namespace moe {
 std::string placement_profile_spec(const Config& c, const StrategyConfig& s);
 // Its expected tokens per source rank and expert over one iteration (prefill + decode); empty = uniform.
 LoadProfile placement_load_profile(const Config& c, const StrategyConfig& s, const Topology& topo);
+// The same for a distribution spec (e.g. a plan file's load_profile); `path` names it in errors.
+LoadProfile distribution_load_profile(const Config& c, const std::string& spec, const Topology& topo,
+                                      const std::string& path);
 
 Placement plan_for_strategy(const Config& c, const StrategyConfig& s, const Topology& topo);
 

@@ -105,6 +105,17 @@ std::string overlap_cell(const nlohmann::ordered_json& s) {
 
 }  // namespace
 
+std::string scientific(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1e", v);
+  return buf;
+}
+
+std::string tpot_change_text(double tpot_ratio) {
+  if (!(tpot_ratio > 0)) return "n/a";
+  return tpot_ratio >= 1 ? fmt(tpot_ratio) + "x lower" : fmt(1 / tpot_ratio) + "x higher";
+}
+
 void print_table(std::ostream& out, const nlohmann::ordered_json& r) {
   const auto& ctx = r["context"];
   out << "moe-bench " << r["tool"]["version"].get<std::string>() << "  config " << r["config"]["name"].get<std::string>()
@@ -125,8 +136,15 @@ void print_table(std::ostream& out, const nlohmann::ordered_json& r) {
         << fmt(s["decode"]["tpot_ms"]["mean"].get<double>()) << " ms" << std::setw(7)
         << fmt(s["decode"]["tpot_ms"]["p50"].get<double>()) << " ms" << std::setw(7)
         << fmt(s["decode"]["tpot_ms"]["p99"].get<double>()) << " ms" << std::setw(13) << overlap_cell(s) << std::setw(12)
-        << (checked ? fmt(v["max_rel_error"].get<double>() * 1e6, 2) + "e-6" : "-") << std::setw(8)
+        << (checked ? scientific(v["max_rel_error"].get<double>()) : "-") << std::setw(8)
         << (checked ? (v["passed"].get<bool>() ? "PASS" : "FAIL") : "off") << "\n";
+  }
+  for (const auto& s : r["strategies"]) {  // where each ep strategy's experts live
+    const auto& layout = s["layout"];
+    if (!layout.contains("placement")) continue;
+    out << "  " << std::left << std::setw(name_w) << s["name"].get<std::string>() << std::right << "  placement "
+        << layout["placement"].get<std::string>()
+        << (layout.contains("plan_file") ? " from plan " + layout["plan_file"].get<std::string>() : std::string()) << "\n";
   }
   out << "\nper decode step, ms (max over ranks / mean over ranks):\n";
   for (const auto& s : r["strategies"]) {
@@ -154,7 +172,7 @@ void print_table(std::ostream& out, const nlohmann::ordered_json& r) {
     out << "\n";
     for (const auto& c : r["comparison"])
       out << c["name"].get<std::string>() << " vs " << c["vs"].get<std::string>() << ": decode TPS x"
-          << fmt(c["tps_ratio"].get<double>()) << ", TPOT " << fmt(c["tpot_ratio"].get<double>()) << "x lower, prefill TPS x"
+          << fmt(c["tps_ratio"].get<double>()) << ", TPOT " << tpot_change_text(c["tpot_ratio"].get<double>()) << ", prefill TPS x"
           << fmt(c["prefill_tps_ratio"].get<double>()) << "\n";
   }
 }

@@ -42,6 +42,10 @@ nlohmann::ordered_json make_results(const RunContext& ctx, const Config& config,
 nlohmann::ordered_json make_failed_results(const RunContext& ctx, const Config& config,
                                            const nlohmann::ordered_json& completed_strategies,
                                            const nlohmann::ordered_json& comparison);
+// "6.2e-07": errors in the console table.
+std::string scientific(double v);
+// comparison[].tpot_ratio (baseline TPOT / this one) in words: "1.44x lower", 0.97 -> "1.03x higher".
+std::string tpot_change_text(double tpot_ratio);
 
 // Readable summary of a results document (TPS, TPOT, phases, traffic, load, verification).
 void print_table(std::ostream& out, const nlohmann::ordered_json& results);

@@ -5,13 +5,18 @@
 
 namespace moe {
 
-const ReferenceOutputs& ReferenceCache::get(const LoadBalancingConfig& lb) {
+std::string ReferenceCache::key(const LoadBalancingConfig& lb) {
   std::ostringstream key;
   key.precision(17);
   key << lb.policy << '|' << lb.threshold << '|' << lb.step << '|' << lb.update_interval_tokens << '|' << lb.capacity_factor;
-  auto it = cache_.find(key.str());
+  return key.str();
+}
+
+const ReferenceOutputs& ReferenceCache::get(const LoadBalancingConfig& lb) {
+  const std::string k = key(lb);
+  auto it = cache_.find(k);
   if (it == cache_.end())
-    it = cache_.emplace(key.str(), run_reference(config_.model, config_.workload, config_.workload.decode_steps, lb, &routing_)).first;
+    it = cache_.emplace(k, run_reference(config_.model, config_.workload, config_.workload.decode_steps, lb, &routing_)).first;
   return it->second;
 }
 

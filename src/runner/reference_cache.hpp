@@ -13,6 +13,8 @@ class ReferenceCache {
  public:
   ReferenceCache(const Config& c, const RoutingSource& routing) : config_(c), routing_(routing) {}
   const ReferenceOutputs& get(const LoadBalancingConfig& lb);
+  // Equal keys = the same reference outputs.
+  static std::string key(const LoadBalancingConfig& lb);
 
  private:
   const Config& config_;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <iostream>
 
 #include "core/error.hpp"
 #include "core/watchdog.hpp"
@@ -13,6 +14,7 @@
 #include "report/npy.hpp"
 #include "report/trace.hpp"
 #include "runner/efficiency.hpp"
+#include "runner/progress.hpp"
 #include "runner/load_report.hpp"
 #include "runner/reference_cache.hpp"
 #include "runner/traffic_report.hpp"
@@ -76,14 +78,18 @@ double timed_step(Comm& world, PhaseTimer& timer, SpanSums& sums, int step_idx, 
   return ms;
 }
 
-StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& world, const TraceState* trace) {
+StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& world, Progress& progress,
+                  const TraceState* trace) {
   PhaseTimer timer(compute);
   SpanSums scratch;
   // Warm-up: one untimed prefill and a few decode steps (allocations, caches, first-touch).
   s.reset();
   timed_step(world, timer, scratch, 0, [&] { s.prefill(timer); });
-  for (int i = 0; i < std::min(c.workload.warmup_steps, c.workload.decode_steps); ++i)
+  progress.step_done("warm-up", 0, 0, 0, 0);
+  for (int i = 0; i < std::min(c.workload.warmup_steps, c.workload.decode_steps); ++i) {
     timed_step(world, timer, scratch, i + 1, [&] { s.decode_step(timer); });
+    progress.step_done("warm-up", 0, 0, 0, 0);
+  }
 
   // Counters cover the measured iterations only. The first measured iteration is traced.
   compute.reset_counters();
@@ -94,8 +100,11 @@ StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& w
     const TraceState* tr = it == 0 ? trace : nullptr;
     s.reset();
     prefill_local.push_back(timed_step(world, timer, t.prefill, 0, [&] { s.prefill(timer); }, tr));
-    for (int step = 0; step < c.workload.decode_steps; ++step)
+    progress.step_done("prefill", it + 1, c.run.iterations, 0, 0);
+    for (int step = 0; step < c.workload.decode_steps; ++step) {
       decode_local.push_back(timed_step(world, timer, t.decode, step + 1, [&] { s.decode_step(timer); }, tr));
+      progress.step_done("decode", it + 1, c.run.iterations, step + 1, c.workload.decode_steps);
+    }
   }
   ActivityScope results_activity("results");
   world.all_reduce_max_host(prefill_local);
@@ -222,8 +231,16 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
   world.barrier();
   TraceState trace{&recorder, 0, Clock::now()};
 
+  // Progress units per strategy: warm-up, measured iterations, the checked pass (one per step).
+  Progress quiet(std::cerr, ProgressOptions{});
+  Progress& progress = options.progress ? *options.progress : quiet;
+  const int warm = std::min(config.workload.warmup_steps, config.workload.decode_steps);
+  progress.begin_run(int(config.strategies.size()),
+                     1 + warm + long(config.run.iterations) * (1 + config.workload.decode_steps) + 1);
+
   for (size_t si = 0; si < config.strategies.size(); ++si) {
     const StrategyConfig& spec = config.strategies[si];
+    progress.begin_strategy(int(si), spec.name);
     const auto plan_it = options.plans.find(spec.name);
     const Placement* plan_file = plan_it == options.plans.end() ? nullptr : &plan_it->second;
     StrategyContext ctx{config, spec, compute, world, topo, *options.routing, plan_file};
@@ -239,13 +256,14 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
     compute.reset_counters();
     recorder.add_strategy_name(spec.name);
     trace.strategy = static_cast<int>(si);
-    const StepTimes times = measure(*strategy, config, compute, world, options.trace ? &trace : nullptr);
+    const StepTimes times = measure(*strategy, config, compute, world, progress, options.trace ? &trace : nullptr);
     std::vector<int64_t> flops{compute.flops()};
     world.all_reduce_sum_host(flops);
     const auto traffic = traffic_matrix(world);
 
     CheckedPass pass = checked_pass(*strategy, config, compute, world, gather);
     ActivityScope verification_activity("verification");  // other ranks wait for rank 0 here
+    progress.step_done("check", 0, 0, 0, 0);
     nlohmann::ordered_json verification = {{"checked", false}};
     bool passed = true;
     if (world.rank() == 0) {
@@ -282,6 +300,7 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
     r["name"] = spec.name;
     r["kind"] = strategy->kind();
     r["layout"] = strategy->layout();
+    if (const auto it = options.plan_paths.find(spec.name); it != options.plan_paths.end()) r["layout"]["plan_file"] = it->second;
     r["prefill"] = {{"tokens", prefill_tokens},
                     {"time_s", {{"mean", prefill_s.mean / 1e3}, {"min", prefill_s.min / 1e3}, {"max", prefill_s.max / 1e3}}},
                     {"tokens_per_s", prefill_s.mean > 0 ? prefill_tokens / (prefill_s.mean / 1e3) : 0}};
@@ -297,7 +316,11 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
     if (placement_used) {
       prediction.placement = placement_used;
       prediction.planned = placement_load_profile(config, spec, topo);
-      prediction.planned_spec = plan_file ? "" : placement_profile_spec(config, spec);
+      prediction.planned_spec = placement_profile_spec(config, spec);  // what `planned` holds
+      if (const auto it = options.plan_load.find(spec.name); it != options.plan_load.end()) {
+        prediction.planned = it->second.first;   // what the plan file was made for
+        prediction.planned_spec = it->second.second;
+      }
       prediction.bytes_per_row = int64_t(config.model.hidden) * dtype_bytes(compute.dtype());
     }
     r["traffic"] = traffic_json(config, topo, traffic, iters, prediction, pass.routing);
@@ -318,11 +341,23 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
   set_activity_strategy("");
   if (world.rank() == 0 && !options.dump_dir.empty()) {
     if (options.verify) {
-      const ReferenceOutputs& ref = references.get(config.strategies.front().load_balancing);
-      CheckedPass rp;
-      rp.prefill = ref.prefill;
-      rp.decode = ref.decode;
-      dump_outputs(options.dump_dir, "reference", rp, config, dump_index);
+      // One reference per distinct load-balancing setting verified against (the policy changes the
+      // routing): "reference" for the first strategy's, "reference-<policy>[-n]" for others.
+      std::map<std::string, std::string> dumped;  // setting key -> dump name
+      for (const StrategyConfig& spec : config.strategies) {
+        const std::string key = ReferenceCache::key(spec.load_balancing);
+        if (!dumped.count(key)) {
+          std::string name = dumped.empty() ? "reference" : "reference-" + spec.load_balancing.policy;
+          for (int n = 2; dump_index.contains(name); ++n) name = "reference-" + spec.load_balancing.policy + "-" + std::to_string(n);
+          const ReferenceOutputs& ref = references.get(spec.load_balancing);
+          CheckedPass rp;
+          rp.prefill = ref.prefill;
+          rp.decode = ref.decode;
+          dump_outputs(options.dump_dir, name, rp, config, dump_index);
+          dumped[key] = name;
+        }
+        dump_index["reference_of"][spec.name] = dumped[key];
+      }
     }
     dump_index["order"] = "global token order: sequence-major, then position; decode is step-major then sequence";
     write_file_atomic(options.dump_dir + "/index.json", dump_index.dump(2) + "\n");

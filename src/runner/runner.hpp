@@ -17,6 +17,8 @@
 
 namespace moe {
 
+class Progress;
+
 struct RunOptions {
   bool verify = true;
   std::string dump_dir;   // empty: no dump
@@ -26,6 +28,11 @@ struct RunOptions {
   // Called on world rank 0 with each strategy's results entry as soon as it is complete (so a
   // failed or interrupted run can still report the strategies that finished).
   std::function<void(const nlohmann::ordered_json&)> on_strategy_done;
+  std::map<std::string, std::string> plan_paths;  // ep strategy name -> that plan file (for the results)
+  // ep strategy name -> the routing its plan file was made for (its load_profile), which the traffic
+  // prediction then uses instead of the config's: the tokens and their name.
+  std::map<std::string, std::pair<LoadProfile, std::string>> plan_load;
+  Progress* progress = nullptr;             // the progress line (rank 0); null: none
 };
 
 struct RunOutcome {

@@ -31,7 +31,8 @@ for f in "$tmp"/d1/*.npy; do
   cmp "$f" "$tmp/d2/$(basename "$f")" || { echo "FAIL: $(basename "$f") differs between two runs"; exit 1; }
   n=$((n + 1))
 done
-[ "$n" -eq 6 ] || { echo "FAIL: expected 6 dumps (reference, baseline, proposed x prefill, decode), got $n"; exit 1; }
+# A reference per balancing setting (baseline: none, proposed: paper), baseline, proposed; x prefill, decode.
+[ "$n" -eq 8 ] || { echo "FAIL: expected 8 dumps (2 references, baseline, proposed x prefill, decode), got $n"; exit 1; }
 
 python3 - "$tmp" "$("$bin" --version)" <<'PY'
 import json, sys

@@ -135,7 +135,8 @@ TEST_CASE("4 ranks: a plan file's placement is used; predicted traffic equals th
   CHECK(t["predicted_from_counted_routing"]["inter_node_bytes"].get<double>() == t["inter_node_bytes"].get<double>());
   CHECK(t["predicted_from_counted_routing"]["max_inter_node_link_bytes"].get<double>() ==
         t["max_inter_node_link_bytes"].get<double>());
-  CHECK(t["predicted_from_plan"]["routing"] == "uniform");
+  // The plan's prediction uses the config's expected routing, and says so (it used to say "uniform").
+  CHECK(t["predicted_from_plan"]["routing"] == "zipf:1.0,local:0.6");
   // tokens per GPU: rank 3 - e processed expert e's kept assignments.
   REQUIRE(s["load"]["layers"].size() == static_cast<size_t>(cfg["model"]["layers"].get<int>()));
   for (const auto& layer : s["load"]["layers"])

@@ -364,7 +364,11 @@ TEST_CASE("config: validation rules", "[config][validate]") {
     j["strategies"][1]["chunks"] = 7;
     CHECK_NOTHROW(moe::validate_config(moe::parse_config(j)));
   }
-  SECTION("placement non-empty") { j["strategies"][1]["placement"] = ""; validate_fails(j, "strategies[1].placement", "non-empty"); }
+  SECTION("placement non-empty") { j["strategies"][1]["placement"] = ""; validate_fails(j, "strategies[1].placement", "must be one of"); }
+  SECTION("placement known") {
+    j["strategies"][1]["placement"] = "magic";
+    validate_fails(j, "strategies[1].placement", "round_robin | balanced | topology_aware, got 'magic'");
+  }
   SECTION("ep*expert_tp equals the cluster size") {
     j["strategies"][1]["ep"] = 16;
     validate_fails(j, "strategies[1].ep", "ep*expert_tp = 16*1 = 16 but the cluster has 1 nodes x 4 gpus = 4");
