@@ -1,6 +1,10 @@
 // MPI init/finalize and world-level host helpers used before backends exist.
 #include "core/mpi_session.hpp"
 
+#include <string>
+
+#include <cstdio>
+
 #include <mpi.h>
 
 #include <unistd.h>
@@ -36,8 +40,16 @@ MpiSession::MpiSession(int* argc, char*** argv, bool initialize) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
+    // MOE_CPU_PROGRESS=thread: a thread of the CPU backend drives MPI progress (mpi_transfers.hpp).
+    const char* progress = std::getenv("MOE_CPU_PROGRESS");
+    const bool thread = progress && std::string(progress) == "thread";
+    const int required = thread ? MPI_THREAD_MULTIPLE : MPI_THREAD_FUNNELED;
     int provided = 0;
-    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    MPI_Init_thread(argc, argv, required, &provided);
+    if (provided < required) {
+      std::fprintf(stderr, "moe-bench: error: MOE_CPU_PROGRESS=thread needs MPI_THREAD_MULTIPLE, which this MPI does not provide\n");
+      MPI_Abort(MPI_COMM_WORLD, 2);
+    }
   }
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MOE_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));

@@ -5,6 +5,7 @@
 
 #include <mpi.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 
@@ -245,8 +246,12 @@ std::unique_ptr<Comm> make_mpi_world_comm(ComputeBackend& compute) {
   MOE_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world));
   auto traffic = std::make_shared<TrafficCounters>();
   traffic->bytes_to_rank.assign(world, 0);
-  auto transfers = std::make_shared<MpiTransfers>(compute);
-  compute.set_progress_hook([transfers] { transfers->progress(); });
+  const char* mode = std::getenv("MOE_CPU_PROGRESS");
+  const std::string progress = mode ? mode : "poll";
+  if (progress != "poll" && progress != "thread")
+    throw ConfigError("MOE_CPU_PROGRESS", "must be poll or thread, got '" + progress + "'");
+  auto transfers = std::make_shared<MpiTransfers>(compute, progress == "thread", dup);
+  if (progress == "poll") compute.set_progress_hook([transfers] { transfers->progress(); });
   return std::make_unique<MpiComm>(dup, traffic, transfers);
 }
 

@@ -2,11 +2,47 @@
 // arrived and every send has left; its completion event is recorded when that is first observed.
 #include "backend/cpu/mpi_transfers.hpp"
 
+#include <chrono>
+
 #include "core/error.hpp"
 #include "core/watchdog.hpp"
 #include "core/mpi_session.hpp"
 
 namespace moe {
+
+MpiTransfers::MpiTransfers(ComputeBackend& compute, bool thread, MPI_Comm comm) : compute_(compute) {
+  if (!thread) return;
+  MOE_MPI_CHECK(MPI_Comm_dup(comm, &probe_comm_));
+  thread_ = std::thread([this] { progress_loop(); });
+}
+
+MpiTransfers::~MpiTransfers() {
+  if (thread_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+  if (probe_comm_ != MPI_COMM_NULL) MPI_Comm_free(&probe_comm_);
+}
+
+// A probe on a communicator nobody sends on: its only effect is a turn of the progress engine.
+void MpiTransfers::progress_loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    if (pending_.load(std::memory_order_relaxed) == 0) {
+      wake_.wait(lock, [this] { return stop_ || pending_.load(std::memory_order_relaxed) > 0; });
+      continue;
+    }
+    lock.unlock();
+    int flag = 0;
+    MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, probe_comm_, &flag, MPI_STATUS_IGNORE);
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+    lock.lock();
+  }
+}
 
 CommHandle MpiTransfers::add(Posted p) {
   Live t;
@@ -15,6 +51,7 @@ CommHandle MpiTransfers::add(Posted p) {
   t.posted = std::move(p);
   const int id = next_id_++;
   live_.emplace(id, std::move(t));
+  if (thread_.joinable() && pending_.fetch_add(1) == 0) wake_.notify_one();
   test(live_.at(id));
   return CommHandle{id};
 }
@@ -48,6 +85,11 @@ void MpiTransfers::test(Live& t) {
   }
 }
 
+void MpiTransfers::erase(CommHandle h) {
+  live_.erase(h.id);
+  if (thread_.joinable()) pending_.fetch_sub(1);
+}
+
 void MpiTransfers::progress() {
   for (auto& kv : live_) test(kv.second);
 }
@@ -69,7 +111,7 @@ Event MpiTransfers::wait(CommHandle h) {
   Live& t = live(h);
   finish(t);
   const Event done = t.done;
-  live_.erase(h.id);
+  erase(h);
   return done;
 }
 
@@ -94,7 +136,7 @@ int MpiTransfers::wait_next_source(CommHandle h, Event* done) {
   }
   finish(t);
   if (done) *done = t.done;
-  live_.erase(h.id);
+  erase(h);
   return -1;
 }
 

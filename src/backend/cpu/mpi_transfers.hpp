@@ -1,10 +1,17 @@
 // Posted (non-blocking) MPI transfers of the CPU data plane: per-peer MPI_Isend / MPI_Irecv, shared
 // by a root communicator and every group split from it so that one progress call advances them all.
-// Open MPI 4.1 moves data only inside MPI calls: progress() is called between blocks of compute.
+// Open MPI 4.1 moves data only inside MPI calls. Two ways to make it: the compute backend calls
+// progress() between blocks of its kernels (MOE_CPU_PROGRESS=poll, the default), or a progress
+// thread enters MPI every few microseconds while transfers are pending (MOE_CPU_PROGRESS=thread,
+// which needs MPI_THREAD_MULTIPLE). scripts/bench-overlap.sh measures both.
 #pragma once
 #include <mpi.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "backend/backend.hpp"
@@ -13,7 +20,12 @@ namespace moe {
 
 class MpiTransfers {
  public:
-  explicit MpiTransfers(ComputeBackend& compute) : compute_(compute) {}
+  // `thread`: start a progress thread (over its own duplicate of `comm`; collective).
+  MpiTransfers(ComputeBackend& compute, bool thread, MPI_Comm comm);
+  ~MpiTransfers();
+  MpiTransfers(const MpiTransfers&) = delete;
+  MpiTransfers& operator=(const MpiTransfers&) = delete;
+  bool progress_thread() const { return thread_.joinable(); }
 
   // One transfer: receives from `recv_peers` (group ranks) and sends, already posted.
   struct Posted {
@@ -41,10 +53,20 @@ class MpiTransfers {
   Live& live(CommHandle h);
   void test(Live& t);
   void finish(Live& t);          // blocks until the transfer is complete
+  void erase(CommHandle h);
+
+  void progress_loop();
 
   ComputeBackend& compute_;
   std::map<int, Live> live_;
   int next_id_ = 0;
+  // Progress thread: enters MPI while pending_ > 0 (the transfers themselves stay on the caller's thread).
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::atomic<int> pending_{0};
+  bool stop_ = false;
+  MPI_Comm probe_comm_ = MPI_COMM_NULL;
 };
 
 }  // namespace moe
