@@ -94,12 +94,13 @@ class CpuCompute : public ComputeBackend {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(b.cols),
                   static_cast<int>(a.cols), 1.0f, f(a) + r0 * a.cols, static_cast<int>(a.cols), f(b),
                   static_cast<int>(b.cols), accumulate ? 1.0f : 0.0f, f(c) + r0 * c.cols, static_cast<int>(c.cols));
-      if (progress_) progress_();
+      poll();
     }
     flops_ += 2 * a.rows * b.cols * a.cols;
   }
 
   void rms_norm(const Mat& x, const Mat& y, Stream) override {
+    poll();
     require_f32(x, "rms_norm x");
     require_f32(y, "rms_norm y");
     require_same_shape(x, y, "rms_norm");
@@ -114,12 +115,14 @@ class CpuCompute : public ComputeBackend {
   }
 
   void silu(const Mat& x, Stream) override {
+    poll();
     require_f32(x, "silu x");
     float* p = f(x);
     for (int64_t i = 0; i < x.elements(); ++i) p[i] = p[i] / (1.0f + std::exp(-p[i]));
   }
 
   void add(const Mat& y, const Mat& x, Stream) override {
+    poll();
     require_f32(y, "add y");
     require_f32(x, "add x");
     require_same_shape(x, y, "add");
@@ -127,6 +130,7 @@ class CpuCompute : public ComputeBackend {
   }
 
   void copy(const Mat& src, const Mat& dst, Stream) override {
+    poll();
     require_same_shape(src, dst, "copy");
     if (src.elements()) std::memmove(dst.data, src.data, src.bytes());
   }
@@ -136,6 +140,7 @@ class CpuCompute : public ComputeBackend {
   }
 
   void gather_rows(const Mat& src, const IndexVec& index, const Mat& dst, Stream) override {
+    poll();
     MOE_REQUIRE(src.cols == dst.cols && index.size >= dst.rows, "gather_rows: shape mismatch");
     for (int64_t i = 0; i < dst.rows; ++i) {
       const int32_t r = index.data[i];
@@ -146,6 +151,7 @@ class CpuCompute : public ComputeBackend {
 
   void weighted_combine(const Mat& src, const IndexVec& slot, const WeightVec& weight, int k, const Mat& dst,
                         bool accumulate, Stream) override {
+    poll();
     MOE_REQUIRE(src.cols == dst.cols && slot.size >= dst.rows * k && weight.size >= dst.rows * k,
                 "weighted_combine: shape mismatch");
     for (int64_t t = 0; t < dst.rows; ++t) {
@@ -189,6 +195,7 @@ class CpuCompute : public ComputeBackend {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, new_len, ctx, head_dim, scale, qh, static_cast<int>(hd),
                     kc + int64_t(h) * head_dim, static_cast<int>(hd), 0.0f, scores.data(), ctx);
         for (int i = 0; i < new_len; ++i) {
+          if (i % 64 == 63) poll();
           float* row = scores.data() + int64_t(i) * ctx;
           const int visible = past_len + i + 1;  // causal: positions 0..past_len+i
           float mx = row[0];
@@ -206,7 +213,7 @@ class CpuCompute : public ComputeBackend {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, new_len, head_dim, ctx, 1.0f, scores.data(), ctx,
                     vc + int64_t(h) * head_dim, static_cast<int>(hd), 0.0f, oh, static_cast<int>(hd));
         flops_ += 4LL * new_len * ctx * head_dim;
-        if (progress_) progress_();
+        poll();
       }
     }
   }
@@ -225,6 +232,10 @@ class CpuCompute : public ComputeBackend {
   }
   void reset_events() override { times_.clear(); }
   void set_progress_hook(std::function<void()> hook) override { progress_ = std::move(hook); }
+  // Posted transfers advance: at every kernel and between blocks of the long ones.
+  void poll() {
+    if (progress_) progress_();
+  }
 
   int64_t flops() const override { return flops_; }
   void reset_counters() override { flops_ = 0; }
