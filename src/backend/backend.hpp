@@ -6,6 +6,7 @@
 // does): eager execution satisfies stream ordering trivially.
 #pragma once
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -126,6 +127,9 @@ class ComputeBackend {
 
   // ---- ordering and timing ----
   virtual Event record(Stream s) = 0;
+  // An event at host time `t` (in the past): for eager backends, whose transfers complete when a
+  // thread observes it. Backends that time on the device record now.
+  virtual Event record_at(std::chrono::steady_clock::time_point /*t*/) { return record(Stream::compute); }
   virtual void wait(Stream waiter, Event e) = 0;   // later work on `waiter` starts after `e`
   virtual void synchronize(Stream s) = 0;
   virtual void synchronize_all() = 0;

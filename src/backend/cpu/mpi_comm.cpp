@@ -257,7 +257,7 @@ std::unique_ptr<Comm> make_mpi_world_comm(ComputeBackend& compute) {
   if (progress == "thread" && level < MPI_THREAD_MULTIPLE)
     throw ConfigError("MOE_CPU_PROGRESS", "thread needs MPI initialised with MPI_THREAD_MULTIPLE");
   if (progress == "auto") progress = level >= MPI_THREAD_MULTIPLE ? "thread" : "poll";
-  auto transfers = std::make_shared<MpiTransfers>(compute, progress == "thread", dup);
+  auto transfers = std::make_shared<MpiTransfers>(compute, progress == "thread");
   if (progress == "poll") compute.set_progress_hook([transfers] { transfers->progress(); });
   return std::make_unique<MpiComm>(dup, traffic, transfers);
 }

@@ -1,5 +1,6 @@
 // Posted MPI transfers (see mpi_transfers.hpp). A transfer is complete once every receive has
-// arrived and every send has left; its completion event is recorded when that is first observed.
+// arrived and every send has left; its completion event carries the time that was first observed,
+// by the caller's thread or the progress thread.
 #include "backend/cpu/mpi_transfers.hpp"
 
 #include <chrono>
@@ -10,49 +11,46 @@
 
 namespace moe {
 
-MpiTransfers::MpiTransfers(ComputeBackend& compute, bool thread, MPI_Comm comm) : compute_(compute) {
-  if (!thread) return;
-  MOE_MPI_CHECK(MPI_Comm_dup(comm, &probe_comm_));
-  thread_ = std::thread([this] { progress_loop(); });
+MpiTransfers::MpiTransfers(ComputeBackend& compute, bool thread) : compute_(compute) {
+  if (thread) thread_ = std::thread([this] { progress_loop(); });
 }
 
 MpiTransfers::~MpiTransfers() {
-  if (thread_.joinable()) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    wake_.notify_one();
-    thread_.join();
+  if (!thread_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
   }
-  if (probe_comm_ != MPI_COMM_NULL) MPI_Comm_free(&probe_comm_);
+  wake_.notify_one();
+  thread_.join();
 }
 
-// A probe on a communicator nobody sends on: its only effect is a turn of the progress engine.
+// While transfers are live: test them (each test turns the progress engine), then sleep 20 µs.
 void MpiTransfers::progress_loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
-    if (pending_.load(std::memory_order_relaxed) == 0) {
-      wake_.wait(lock, [this] { return stop_ || pending_.load(std::memory_order_relaxed) > 0; });
+    if (live_.empty()) {
+      wake_.wait(lock, [this] { return stop_ || !live_.empty(); });
       continue;
     }
+    for (auto& kv : live_) test(kv.second);
     lock.unlock();
-    int flag = 0;
-    MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, probe_comm_, &flag, MPI_STATUS_IGNORE);
     std::this_thread::sleep_for(std::chrono::microseconds(20));
     lock.lock();
   }
 }
 
 CommHandle MpiTransfers::add(Posted p) {
+  std::lock_guard<std::mutex> lock(mu_);
   Live t;
   t.arrived.assign(p.recvs.size(), 0);
   t.delivered.assign(p.recvs.size(), 0);
   t.posted = std::move(p);
   const int id = next_id_++;
+  const bool was_empty = live_.empty();
   live_.emplace(id, std::move(t));
-  if (thread_.joinable() && pending_.fetch_add(1) == 0) wake_.notify_one();
   test(live_.at(id));
+  if (thread_.joinable() && was_empty) wake_.notify_one();
   return CommHandle{id};
 }
 
@@ -81,16 +79,14 @@ void MpiTransfers::test(Live& t) {
   for (char a : t.arrived) all = all && a;
   if (all) {
     t.complete = true;
-    t.done = compute_.record(Stream::recv);
+    t.completed_at = Clock::now();
   }
 }
 
-void MpiTransfers::erase(CommHandle h) {
-  live_.erase(h.id);
-  if (thread_.joinable()) pending_.fetch_sub(1);
-}
+void MpiTransfers::erase(CommHandle h) { live_.erase(h.id); }
 
 void MpiTransfers::progress() {
+  std::lock_guard<std::mutex> lock(mu_);
   for (auto& kv : live_) test(kv.second);
 }
 
@@ -104,18 +100,22 @@ void MpiTransfers::finish(Live& t) {
     MOE_MPI_CHECK(MPI_Waitall(static_cast<int>(t.posted.sends.size()), t.posted.sends.data(), MPI_STATUSES_IGNORE));
   t.sends_done = true;
   t.complete = true;
-  t.done = compute_.record(Stream::recv);
+  t.completed_at = Clock::now();
 }
 
+Event MpiTransfers::done_event(const Live& t) { return compute_.record_at(t.completed_at); }
+
 Event MpiTransfers::wait(CommHandle h) {
+  std::lock_guard<std::mutex> lock(mu_);
   Live& t = live(h);
   finish(t);
-  const Event done = t.done;
+  const Event done = done_event(t);
   erase(h);
   return done;
 }
 
 int MpiTransfers::wait_next_source(CommHandle h, Event* done) {
+  std::lock_guard<std::mutex> lock(mu_);
   Live& t = live(h);
   if (t.next_local < t.posted.local_sources.size()) return t.posted.local_sources[t.next_local++];
   for (;;) {
@@ -135,7 +135,7 @@ int MpiTransfers::wait_next_source(CommHandle h, Event* done) {
     t.arrived[idx] = 1;
   }
   finish(t);
-  if (done) *done = t.done;
+  if (done) *done = done_event(t);
   erase(h);
   return -1;
 }

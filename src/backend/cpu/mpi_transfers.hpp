@@ -7,7 +7,7 @@
 #pragma once
 #include <mpi.h>
 
-#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -20,12 +20,11 @@ namespace moe {
 
 class MpiTransfers {
  public:
-  // `thread`: start a progress thread (over its own duplicate of `comm`; collective).
-  MpiTransfers(ComputeBackend& compute, bool thread, MPI_Comm comm);
+  // `thread`: start the progress thread (needs MPI_THREAD_MULTIPLE).
+  MpiTransfers(ComputeBackend& compute, bool thread);
   ~MpiTransfers();
   MpiTransfers(const MpiTransfers&) = delete;
   MpiTransfers& operator=(const MpiTransfers&) = delete;
-  bool progress_thread() const { return thread_.joinable(); }
 
   // One transfer: receives from `recv_peers` (group ranks) and sends, already posted.
   struct Posted {
@@ -41,6 +40,7 @@ class MpiTransfers {
   int wait_next_source(CommHandle h, Event* done);
 
  private:
+  using Clock = std::chrono::steady_clock;
   struct Live {
     Posted posted;
     std::vector<char> arrived;     // [recvs] completed
@@ -48,25 +48,23 @@ class MpiTransfers {
     size_t next_local = 0;         // local sources handed out so far
     bool sends_done = false;
     bool complete = false;
-    Event done;
+    Clock::time_point completed_at;   // when completion was first observed (by either thread)
   };
+  // Every function below runs with mu_ held: MPI requests are used by one thread at a time.
   Live& live(CommHandle h);
   void test(Live& t);
   void finish(Live& t);          // blocks until the transfer is complete
+  Event done_event(const Live& t);
   void erase(CommHandle h);
-
   void progress_loop();
 
   ComputeBackend& compute_;
   std::map<int, Live> live_;
   int next_id_ = 0;
-  // Progress thread: enters MPI while pending_ > 0 (the transfers themselves stay on the caller's thread).
-  std::thread thread_;
   std::mutex mu_;
+  std::thread thread_;
   std::condition_variable wake_;
-  std::atomic<int> pending_{0};
   bool stop_ = false;
-  MPI_Comm probe_comm_ = MPI_COMM_NULL;
 };
 
 }  // namespace moe
