@@ -11,8 +11,10 @@ namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+}  // namespace
+
 // Decimal units, one decimal; GB from 0.1 GB up so limits read in the config's unit (memory_gb).
-std::string gb(int64_t bytes) {
+std::string memory_text(int64_t bytes) {
   char buf[64];
   const double b = static_cast<double>(bytes);
   if (b >= 1e8 || b == 0) std::snprintf(buf, sizeof buf, "%.1f GB", b / 1e9);
@@ -20,6 +22,8 @@ std::string gb(int64_t bytes) {
   else std::snprintf(buf, sizeof buf, "%.1f KB", b / 1e3);
   return buf;
 }
+
+namespace {
 
 // Shapes shared by every estimate. Attention terms vanish when model.attention is false
 // (HD = 0 and no score matrix).
@@ -102,8 +106,8 @@ MemoryEstimate estimate_ep(const Dims& x, const StrategyConfig& s, int64_t bytes
 }  // namespace
 
 std::string MemoryEstimate::describe() const {
-  return "weights " + gb(weights_bytes) + " + KV cache " + gb(kv_cache_bytes) + " + activations " +
-         gb(activations_bytes) + " + comm buffers " + gb(comm_buffers_bytes) + " = " + gb(total_bytes());
+  return "weights " + memory_text(weights_bytes) + " + KV cache " + memory_text(kv_cache_bytes) + " + activations " +
+         memory_text(activations_bytes) + " + comm buffers " + memory_text(comm_buffers_bytes) + " = " + memory_text(total_bytes());
 }
 
 MemoryEstimate estimate_memory(const Config& c, const StrategyConfig& s, int world_size, int dtype_bytes) {

@@ -23,4 +23,7 @@ MemoryEstimate estimate_memory(const Config& c, const StrategyConfig& s, int wor
 // Memory of the single-rank FP32 reference (host) for verification.
 MemoryEstimate estimate_reference_memory(const Config& c);
 
+// "353.0 GB", "120.5 MB", "4.0 KB": decimal units, one decimal (GB from 0.1 GB up).
+std::string memory_text(int64_t bytes);
+
 }  // namespace moe

@@ -404,29 +404,42 @@ void print_simulated(std::ostream& out, const ojson& r) {
     out << "  note" << (who.empty() ? "" : who + ")") << ": " << notes[i] << "\n";
   }
   out << "\n";
-  out << std::left << std::setw(12) << "strategy" << std::setw(8) << "kind" << std::right << std::setw(15) << "prefill tok/s"
-      << std::setw(14) << "decode tok/s" << std::setw(12) << "TPOT ms" << std::setw(10) << "mem GB" << std::setw(6) << "fits"
-      << "  decode bound (phase: bound x ratio)\n";
+  // The name column fits the longest strategy name.
+  int name_w = 10;
+  for (const auto& s : r["strategies"]) name_w = std::max<int>(name_w, static_cast<int>(s["name"].get<std::string>().size()));
+  out << std::left << std::setw(name_w + 2) << "strategy" << std::setw(8) << "kind" << std::right << std::setw(15) << "prefill tok/s"
+      << std::setw(14) << "decode tok/s" << std::setw(12) << "TPOT ms" << std::setw(10) << "overlap" << std::setw(11)
+      << "memory" << std::setw(6) << "fits" << "  decode bound (phase: bound x ratio)\n";
   for (const auto& s : r["strategies"]) {
-    out << std::left << std::setw(12) << s["name"].get<std::string>() << std::setw(8) << s["kind"].get<std::string>()
+    const auto& ov = s["overlap"];
+    const std::string overlap = ov["mode"] == "none" ? "none" : fmt(ov["decode_step"]["efficiency"].get<double>());
+    out << std::left << std::setw(name_w + 2) << s["name"].get<std::string>() << std::setw(8) << s["kind"].get<std::string>()
         << std::right << std::setw(15) << fmt(s["prefill"]["tokens_per_s"].get<double>(), 0) << std::setw(14)
         << fmt(s["decode"]["tokens_per_s"].get<double>(), 0) << std::setw(12) << fmt(s["decode"]["tpot_ms"]["mean"].get<double>(), 3)
-        << std::setw(10) << fmt(s["memory"]["estimate_bytes"].get<double>() / 1e9, 1) << std::setw(6)
-        << (s["memory"]["fits"].get<bool>() ? "yes" : "NO") << " ";
+        << std::setw(10) << overlap << std::setw(11) << memory_text(s["memory"]["estimate_bytes"].get<int64_t>())
+        << std::setw(6) << (s["memory"]["fits"].get<bool>() ? "yes" : "NO") << " ";
     for (const auto& [phase, b] : s["roofline"]["decode_step"].items())
       out << " " << phase << ":" << b["bound"].get<std::string>()
           << (b["ratio"].is_null() ? "" : "x" + fmt(b["ratio"].get<double>(), 1));
     out << "\n";
   }
-  for (const auto& s : r["strategies"])
-    if (!s["memory"]["fits"].get<bool>())
-      out << "\n" << s["name"].get<std::string>() << ": " << s["feasibility"]["reason"].get<std::string>()
-          << "\n  fits: batch <= " << s["feasibility"]["largest_batch_that_fits"] << " at prompt "
-          << s["feasibility"]["at_prompt_tokens"] << ", or prompt <= " << s["feasibility"]["largest_prompt_that_fits"]
-          << " at batch " << s["feasibility"]["at_batch_sequences"] << "\n";
+  for (const auto& s : r["strategies"]) {
+    if (s["memory"]["fits"].get<bool>()) continue;
+    const auto& f = s["feasibility"];
+    out << "\n" << s["name"].get<std::string>() << ": " << f["reason"].get<std::string>() << "\n";
+    const int64_t weights = s["memory"]["estimate_weights_bytes"].get<int64_t>();
+    const int64_t capacity = s["memory"]["capacity_bytes"].get<int64_t>();
+    if (f["largest_batch_that_fits"].get<int64_t>() <= 0 && f["largest_prompt_that_fits"].get<int64_t>() <= 0 && weights >= capacity)
+      out << "  the weights alone (" << memory_text(weights) << " per GPU) exceed the GPU memory (" << memory_text(capacity)
+          << ") by " << memory_text(weights - capacity) << ": no batch or prompt fits; use more GPUs or a smaller model\n";
+    else
+      out << "  fits: batch <= " << f["largest_batch_that_fits"] << " at prompt " << f["at_prompt_tokens"] << ", or prompt <= "
+          << f["largest_prompt_that_fits"] << " at batch " << f["at_batch_sequences"] << "\n";
+  }
   if (r.contains("feasible_variant")) {
     const auto& v = r["feasible_variant"];
     out << "\nfeasible variant (" << v["change"].get<std::string>() << "):\n";
+    if (v.contains("note")) out << "  none: " << v["note"].get<std::string>() << "\n";
     for (const auto& s : v["strategies"])
       out << "  " << std::left << std::setw(12) << s["name"].get<std::string>() << std::right << " TPOT "
           << fmt(s["tpot_ms"].get<double>(), 3) << " ms  decode " << fmt(s["decode_tokens_per_s"].get<double>(), 0)
@@ -434,14 +447,14 @@ void print_simulated(std::ostream& out, const ojson& r) {
   }
   for (const auto& c : r["comparison"])
     out << "\n" << c["name"].get<std::string>() << " vs " << c["vs"].get<std::string>() << ": decode TPS x"
-        << fmt(c["tps_ratio"].get<double>()) << ", TPOT " << fmt(c["tpot_ratio"].get<double>()) << "x lower, prefill TPS x"
+        << fmt(c["tps_ratio"].get<double>()) << ", TPOT " << tpot_change_text(c["tpot_ratio"].get<double>()) << ", prefill TPS x"
         << fmt(c["prefill_tps_ratio"].get<double>()) << "\n";
 }
 
 void print_sweep(std::ostream& out, const ojson& sweep) {
   out << std::right << std::setw(6) << "GPUs" << std::setw(6) << "nodes" << "  " << std::left << std::setw(28) << "strategy"
       << std::right << std::setw(12) << "TPOT ms" << std::setw(14) << "decode tok/s" << std::setw(15) << "prefill tok/s"
-      << std::setw(9) << "mem GB" << std::setw(6) << "fits" << "\n";
+      << std::setw(11) << "memory" << std::setw(6) << "fits" << "\n";
   for (const auto& p : sweep) {
     const auto& sp = p["sweep_point"];
     for (const auto& s : p["strategies"]) {
@@ -451,8 +464,8 @@ void print_sweep(std::ostream& out, const ojson& sweep) {
       out << std::right << std::setw(6) << sp["ranks"].get<int>() << std::setw(6) << sp["nodes"].get<int>() << "  " << std::left
           << std::setw(28) << (s["name"].get<std::string>() + " (" + layout + ")") << std::right << std::setw(12)
           << fmt(s["decode"]["tpot_ms"]["mean"].get<double>(), 3) << std::setw(14) << fmt(s["decode"]["tokens_per_s"].get<double>(), 0)
-          << std::setw(15) << fmt(s["prefill"]["tokens_per_s"].get<double>(), 0) << std::setw(9)
-          << fmt(s["memory"]["estimate_bytes"].get<double>() / 1e9, 1) << std::setw(6) << (s["memory"]["fits"].get<bool>() ? "yes" : "NO")
+          << std::setw(15) << fmt(s["prefill"]["tokens_per_s"].get<double>(), 0) << std::setw(11)
+          << memory_text(s["memory"]["estimate_bytes"].get<int64_t>()) << std::setw(6) << (s["memory"]["fits"].get<bool>() ? "yes" : "NO")
           << "\n";
     }
     for (const auto& n : sp["notes"]) out << std::setw(14) << "" << "note: " << n.get<std::string>() << "\n";
