@@ -1,6 +1,8 @@
 // Hardware profiles: defaults, JSON form (strict keys, errors name the path) and overrides.
 #include "sim/hardware.hpp"
 
+#include <type_traits>
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -72,11 +74,11 @@ using ojson = nlohmann::ordered_json;
 class Reader {
  public:
   Reader(const nlohmann::json& j, std::string path, std::vector<std::string> known) : j_(j), path_(std::move(path)) {
-    if (!j.is_object()) throw ConfigError(path_, "must be an object");
+    if (!j.is_object()) throw ConfigError(path_, "must be an object with keys " + list(known) + ", got " + j.type_name());
     for (const auto& [k, v] : j.items()) {
       bool ok = false;
       for (const auto& n : known) ok = ok || n == k;
-      if (!ok) throw ConfigError(sub(k), "unknown key");
+      if (!ok) throw ConfigError(sub(k), "unknown key (" + (path_.empty() ? std::string("top level") : path_) + " has " + list(known) + ")");
     }
   }
   std::string sub(const std::string& k) const { return path_.empty() ? k : path_ + "." + k; }
@@ -86,8 +88,20 @@ class Reader {
     try {
       out = j_.at(k).get<T>();
     } catch (const std::exception&) {
-      throw ConfigError(sub(k), "has the wrong type");
+      throw ConfigError(sub(k), std::string("must be ") + expected<T>() + ", got " + j_.at(k).type_name() + " " + j_.at(k).dump());
     }
+  }
+  template <class T>
+  static const char* expected() {
+    if (std::is_same<T, bool>::value) return "a boolean";
+    if (std::is_arithmetic<T>::value) return "a number";
+    if (std::is_same<T, std::string>::value) return "a string";
+    return "another type";
+  }
+  static std::string list(const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+    return s;
   }
   void positive(const std::string& k, double& out) const {
     read(k, out);
@@ -127,9 +141,9 @@ ojson link_json(const LinkProfile& l) {
 
 HardwareProfile parse_profile(const nlohmann::json& j, const HardwareProfile& base, const std::string& source) {
   HardwareProfile p = base;
-  Reader r(j, "", {"name", "description", "sources", "gpu", "intra_node", "inter_node", "collectives", "streams", "kernels",
-                     "gemm_table"});
   try {
+    Reader r(j, "", {"name", "description", "sources", "gpu", "intra_node", "inter_node", "collectives", "streams", "kernels",
+                       "gemm_table"});
     r.read("name", p.name);
     r.read("description", p.description);
     if (r.has("sources")) p.sources = r.at("sources");
@@ -187,7 +201,9 @@ HardwareProfile parse_profile(const nlohmann::json& j, const HardwareProfile& ba
         if (!(e[0] > 0 && e[1] > 0 && e[2] > 0 && e[3] > 0)) throw ConfigError("gemm_table", "entries must be positive");
     }
   } catch (const ConfigError& e) {
-    throw ConfigError(source + (e.path().empty() ? "" : ": " + e.path()), e.reason());
+    // --set names its key once: "--set gpu.bogus: unknown key ..." (the path is the key).
+    const bool same = !e.path().empty() && source == "--set " + e.path();
+    throw ConfigError(same || e.path().empty() ? source : source + ": " + e.path(), e.reason());
   }
   return p;
 }

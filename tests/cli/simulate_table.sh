@@ -25,3 +25,14 @@ for r in rows:
 assert rows[0].split()[5] == "none" and re.match(r"0\.\d\d$", rows[1].split()[5]), rows   # overlap column
 print("simulate table OK")
 PY
+
+# --set errors name the key once, the keys allowed where it points, and the expected type.
+set +e
+"$bin" simulate --config "$src/configs/cpu-4rank.json" --set gpu.bogus=1 > "$tmp/err" 2>&1; rc1=$?
+"$bin" simulate --config "$src/configs/cpu-4rank.json" --set gpu.gemm_efficiency=abc >> "$tmp/err" 2>&1; rc2=$?
+set -e
+[[ $rc1 -eq 2 && $rc2 -eq 2 ]] || { cat "$tmp/err"; fail "--set errors must exit 2 (got $rc1, $rc2)"; }
+grep -q "^moe-bench: error: --set gpu.bogus: unknown key (gpu has name, memory_gb, " "$tmp/err" || { cat "$tmp/err"; fail "--set unknown key"; }
+grep -q '^moe-bench: error: --set gpu.gemm_efficiency: must be a number, got string "abc"' "$tmp/err" || { cat "$tmp/err"; fail "--set type"; }
+[ "$(grep -c 'gpu.bogus' "$tmp/err")" -eq 1 ] && ! grep -q "gpu.bogus: gpu.bogus" "$tmp/err" || fail "--set key printed twice"
+echo "simulate --set errors OK"
