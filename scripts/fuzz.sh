@@ -10,9 +10,8 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 source scripts/env.sh
 cxx=$(command -v clang++-14 || command -v clang++ || true)
-cc=$(command -v clang-14 || command -v clang || true)
 [ -n "$cxx" ] || { echo "fuzz.sh: clang++ not found (apt-get install clang libclang-rt-14-dev)"; exit 1; }
-cmake -S . -B build-fuzz -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DMOE_FUZZ=ON -DMOE_ENABLE_CUDA=OFF -DMOE_BUILD_TESTS=OFF > /dev/null
 cmake --build build-fuzz -j "$(nproc)" --target fuzz_config
 mkdir -p build-fuzz/corpus build-fuzz/findings
@@ -23,7 +22,7 @@ status=0
 build-fuzz/fuzz_config build-fuzz/corpus tests/fuzz/corpus -dict=tests/fuzz/config.dict \
   -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
   -artifact_prefix=build-fuzz/findings/ > build-fuzz/fuzz.log 2>&1 || status=$?
-grep -E "^(#[0-9]+ +(INITED|DONE)|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY|.*Test unit written)" build-fuzz/fuzz.log || true
+grep -E "^(#[0-9]+[[:space:]]+(INITED|DONE)|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY|.*Test unit written)" build-fuzz/fuzz.log || true
 execs=$(grep -Eo "stat::number_of_executed_units: [0-9]+" build-fuzz/fuzz.log | grep -Eo "[0-9]+$" || echo "?")
 echo "fuzz.sh: ${execs} executions in ${seconds} s; exit ${status}; findings: $(ls build-fuzz/findings | wc -l)"
 exit "$status"
