@@ -4,6 +4,7 @@
 set -euo pipefail
 
 packages=(cmake g++ make git python3 libopenmpi-dev openmpi-bin libcli11-dev nlohmann-json3-dev catch2 libopenblas-dev)
+packages+=("$@")   # extra packages a script needs (fuzz.sh: clang-14 libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
