@@ -10,12 +10,13 @@ set -euo pipefail
 
 required=(cmake g++ make git python3 libopenmpi-dev openmpi-bin libcli11-dev nlohmann-json3-dev catch2 libopenblas-dev)
 optional=(python3-matplotlib python3-pil)
-if [ "${1:-}" = "--test" ]; then
-  optional+=(chromium munge slurmctld slurmd slurm-client)
-elif [ $# -gt 0 ]; then
-  echo "usage: $0 [--test]" >&2
-  exit 2
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --test) optional+=(chromium munge slurmctld slurmd slurm-client) ;;
+    -*) echo "usage: $0 [--test] [extra required package...]" >&2; exit 2 ;;
+    *) required+=("$arg") ;;   # extra packages a script needs (fuzz.sh: clang-14 libclang-rt-14-dev)
+  esac
+done
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing_required=(); missing_optional=()

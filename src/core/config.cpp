@@ -392,7 +392,7 @@ Config parse_config_text(const std::string& text, const std::string& source_name
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number such as 1e999
     throw ConfigError("", "invalid JSON in '" + source_name + "': " + e.what());
   }
   return parse_config(j);

@@ -81,6 +81,18 @@ assert r["strategies"][0]["verification"]["passed"]
 PY
 rm -f "$tmp/r.json"
 
+# --keep-partial on a timeout: rank 0 waits for the hung rank 2, times out and keeps the baseline.
+expect_out=1 run_fault "rank:2,phase:dispatch,step:1,action:hang" 15 --keep-partial --timeout-s 3
+python3 - "$tmp/r.json" <<'PY' || fail "keep-partial after a timeout: wrong partial results"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["status"] == "failed", r["status"]
+reason = r["failure"]["reason"]
+assert reason.startswith("[rank 0] timeout after 3 s in dispatch (strategy proposed") and "waiting for ranks [1, 2, 3]" in reason, reason
+assert r["failure"]["completed_strategies"] == ["baseline"], r["failure"]
+PY
+rm -f "$tmp/r.json"
+
 # A malformed MOE_FAULT is bad input: exit 2, named, printed once.
 MOE_FAULT="rank:1,phase:dispach,action:hang" timeout 120 "${MPIEXEC:-mpirun}" -np 4 --oversubscribe --bind-to none "$bin" run \
   --config "$tmp/cfg.json" > "$tmp/out" 2>&1
