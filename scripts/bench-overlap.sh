@@ -2,7 +2,7 @@
 # Benchmark of the runtime overlap on this machine (prints figures; not a pass/fail test). On
 # configs/cpu-2rank-overlap.json at 2 ranks (no more ranks than cores), in one session:
 #   - run every strategy (ep none | chunked | two_batch, tp_pp none | pipelined) with a trace, with
-#     MPI progress from a thread (default) and again by polling between kernel blocks;
+#     MPI progress by polling between kernel blocks (default) and again from a progress thread;
 #   - time MPI_Alltoallv and the posted transfers on the byte matrix of one prefill dispatch;
 #   - calibrate a hardware profile and simulate the same config with it.
 # Then prints, from those files (scripts/overlap_report.py): prefill MoE time per layer and its ratio
@@ -42,13 +42,13 @@ echo "== $(basename "$cfg" .json): $ranks ranks on $cores cores, load average $(
 # shellcheck disable=SC2086
 "$mpiexec" $bind -np "$ranks" "$bin" run --config "$cfg" --no-verify --out "$out/measured.json" --trace "$out/trace.json" >/dev/null
 # shellcheck disable=SC2086
-MOE_CPU_PROGRESS=poll "$mpiexec" $bind -x MOE_CPU_PROGRESS -np "$ranks" "$bin" run --config "$cfg" --no-verify \
-  --out "$out/measured-poll.json" >/dev/null
+MOE_CPU_PROGRESS=thread "$mpiexec" $bind -x MOE_CPU_PROGRESS -np "$ranks" "$bin" run --config "$cfg" --no-verify \
+  --out "$out/measured-thread.json" >/dev/null
 # shellcheck disable=SC2086
 "$mpiexec" $bind -np "$ranks" "$bin" exchange --rows "$rows" --hidden "$hidden" > "$out/exchange.json"
 # shellcheck disable=SC2086
 "$mpiexec" $bind -np "$ranks" "$bin" calibrate --config "$cfg" --out "$out/hardware.json" >/dev/null
 "$bin" simulate --config "$cfg" --hardware "$out/hardware.json" --backend cpu --out "$out/simulated.json" >/dev/null
 $python "$here/scripts/overlap_report.py" "$out/measured.json" "$out/simulated.json" "$out/exchange.json" "$out/trace.json" \
-  "$out/measured-poll.json"
+  "$out/measured-thread.json"
 echo "files in $out"

@@ -67,17 +67,17 @@ def main():
                   f"MPI_Alltoallv (the run's transfers, from posting to completion, in program order)")
 
 
-def progress_modes(thread, poll):
+def progress_modes(poll, thread):
     print()
-    print("MPI progress: a progress thread (default) vs polling between kernel blocks, same config, one run after the other")
-    print(f"{'strategy':16} {'prefill s thread':>16} {'poll':>8} {'TPOT ms thread':>15} {'poll':>8}")
-    po = {s["name"]: s for s in poll["strategies"]}
-    for s in thread["strategies"]:
-        p = po.get(s["name"])
+    print("MPI progress: polling between kernel blocks (default) vs a progress thread, same config, one run after the other")
+    print(f"{'strategy':16} {'prefill s poll':>14} {'thread':>8} {'TPOT ms poll':>13} {'thread':>8}")
+    th = {s["name"]: s for s in thread["strategies"]}
+    for s in poll["strategies"]:
+        p = th.get(s["name"])
         if p is None:
             continue
-        print(f"{s['name']:16} {s['prefill']['time_s']['mean']:16.3f} {p['prefill']['time_s']['mean']:8.3f} "
-              f"{s['decode']['tpot_ms']['mean']:15.2f} {p['decode']['tpot_ms']['mean']:8.2f}")
+        print(f"{s['name']:16} {s['prefill']['time_s']['mean']:14.3f} {p['prefill']['time_s']['mean']:8.3f} "
+              f"{s['decode']['tpot_ms']['mean']:13.2f} {p['decode']['tpot_ms']['mean']:8.2f}")
 
 
 if __name__ == "__main__":

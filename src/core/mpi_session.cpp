@@ -40,12 +40,12 @@ MpiSession::MpiSession(int* argc, char*** argv, bool initialize) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
-    // The CPU backend's progress thread (mpi_transfers.hpp) needs MPI_THREAD_MULTIPLE; without it
-    // (or with MOE_CPU_PROGRESS=poll) the backend polls between kernel blocks instead.
+    // MOE_CPU_PROGRESS=thread: the CPU backend's progress thread (mpi_transfers.hpp) needs
+    // MPI_THREAD_MULTIPLE; by default the backend polls between kernel blocks instead.
     const char* progress = std::getenv("MOE_CPU_PROGRESS");
-    const bool poll = progress && std::string(progress) == "poll";
+    const bool thread = progress && std::string(progress) == "thread";
     int provided = 0;
-    MPI_Init_thread(argc, argv, poll ? MPI_THREAD_FUNNELED : MPI_THREAD_MULTIPLE, &provided);
+    MPI_Init_thread(argc, argv, thread ? MPI_THREAD_MULTIPLE : MPI_THREAD_FUNNELED, &provided);
   }
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MOE_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));

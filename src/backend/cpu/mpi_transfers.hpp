@@ -1,9 +1,9 @@
 // Posted (non-blocking) MPI transfers of the CPU data plane: per-peer MPI_Isend / MPI_Irecv, shared
 // by a root communicator and every group split from it so that one progress call advances them all.
-// Open MPI 4.1 moves data only inside MPI calls. Two ways to make it: a progress thread enters MPI
-// every 20 µs while transfers are pending (MOE_CPU_PROGRESS=thread, the default when MPI provides
-// MPI_THREAD_MULTIPLE), or the compute backend calls progress() between blocks of its kernels
-// (MOE_CPU_PROGRESS=poll). scripts/bench-overlap.sh measures both.
+// Open MPI 4.1 moves data only inside MPI calls. Two ways to make it: the compute backend calls
+// progress() at every kernel and between blocks of the long ones (MOE_CPU_PROGRESS=poll, the
+// default), or a progress thread tests the live transfers every 20 µs while there are any
+// (MOE_CPU_PROGRESS=thread, needs MPI_THREAD_MULTIPLE). scripts/bench-overlap.sh measures both.
 #pragma once
 #include <mpi.h>
 
