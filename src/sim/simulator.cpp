@@ -215,12 +215,10 @@ StepTiming simulate_ep(const StepCost& s, const HardwareProfile& hw) {
   t.comm_ms = union_ms(comm);
   t.exposed_comm_ms = uncovered_ms(comm, work);
   // As in the runtime's phases: a transfer counts in its phase for the time nothing computed.
+  const std::vector<double> exposed = uncovered_each_ms(all, work);
   for (size_t i = 0; i < tasks.size(); ++i)
-    if (communication[i]) {
-      const StageKind k = sched.stages[i].kind;
-      phase(k == StageKind::combine ? Phase::combine : Phase::dispatch) +=
-          uncovered_ms({{tasks[i].end - tasks[i].duration, tasks[i].end}}, work);
-    }
+    if (communication[i])
+      phase(sched.stages[i].kind == StageKind::combine ? Phase::combine : Phase::dispatch) += exposed[i];
   const double tail = op_ms(s.ep_tail, hw);
   phase(Phase::other) += tail;
   add_roofline(t, s.ep_tail, hw, 1);

@@ -54,6 +54,20 @@ double uncovered_ms(std::vector<Interval> a, std::vector<Interval> b) {
   return union_ms(ma) - covered;
 }
 
+std::vector<double> uncovered_each_ms(const std::vector<Interval>& items, std::vector<Interval> cover) {
+  const std::vector<Interval> mc = merged(std::move(cover));
+  std::vector<double> out;
+  out.reserve(items.size());
+  for (const Interval& i : items) {
+    double covered = 0;
+    // First merged interval ending after i.begin (they are sorted and disjoint).
+    auto it = std::upper_bound(mc.begin(), mc.end(), i.begin, [](double t, const Interval& c) { return t < c.end; });
+    for (; it != mc.end() && it->begin < i.end; ++it) covered += std::min(i.end, it->end) - std::max(i.begin, it->begin);
+    out.push_back(std::max(0.0, i.end - i.begin - covered));
+  }
+  return out;
+}
+
 void PhaseTimer::start_step() {
   origin_ = compute_.record(Stream::compute);
   has_origin_ = true;
@@ -93,9 +107,10 @@ StepSpans PhaseTimer::finish_step() {
       (s.communication ? comm : work).push_back({a, b});
       if (keep_) out.spans.push_back(SpanRecord{s.phase, s.stream, s.communication, a, b, s.tag});
     }
+    const std::vector<double> exposed = uncovered_each_ms(times, work);
     for (size_t i = 0; i < spans_.size(); ++i) {
       const Interval t = times[i];
-      out.phases[static_cast<int>(spans_[i].phase)] += spans_[i].communication ? uncovered_ms({t}, work) : t.end - t.begin;
+      out.phases[static_cast<int>(spans_[i].phase)] += spans_[i].communication ? exposed[i] : t.end - t.begin;
     }
     out.busy_ms = union_ms(all);
     out.comm_ms = union_ms(comm);

@@ -43,6 +43,8 @@ struct Interval {
 double union_ms(std::vector<Interval> v);
 // Length of the union of `a` not covered by the union of `b`.
 double uncovered_ms(std::vector<Interval> a, std::vector<Interval> b);
+// For each interval of `items`, its length not covered by the union of `cover` (cover merged once).
+std::vector<double> uncovered_each_ms(const std::vector<Interval>& items, std::vector<Interval> cover);
 
 struct StepSpans {
   // Per phase: compute spans, plus the part of communication spans no compute span covered (the time

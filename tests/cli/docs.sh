@@ -59,6 +59,7 @@ for f in glob.glob(f"{src}/results/*.json"):
     d = json.load(open(f))
     d.pop("config", None)  # documented in docs/config.md
     hw = d.get("context", {}).pop("hardware", None)  # the profile: docs/simulator.md
+    d.get("context", {}).pop("environment", None)    # variable names, documented as a group
     keys(d)
 for k in sorted(names):
     if not re.search(r"(`|\b)" + re.escape(k) + r"(`|\b)", results_doc):

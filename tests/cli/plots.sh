@@ -25,9 +25,10 @@ $py "$src/tests/cli/png_check.py" --min-ink 0.02 "$tmp"/plots/*.png || fail "a c
 # Measured (#2c7fb8) and simulated (#e67e22) bars are both drawn.
 $py "$src/tests/cli/png_check.py" --color 2c7fb8:5000 --color e67e22:5000 "$tmp/plots/throughput.png" \
   "$tmp/plots/measured-vs-simulated.png" || fail "measured and simulated bars missing"
-# The committed charts are the ones the shipped results give (timelines come from traces, not shipped).
-diff <(ls "$src/results/plots" | sort) <(ls "$tmp/plots" | grep -v '^timeline-' | sort) \
-  || fail "results/plots does not match the shipped results; regenerate with scripts/plot_results.py"
+# The committed charts are the ones the shipped results and traces (results/traces) give.
+shipped_timelines=$(for t in "$src"/results/traces/*.json; do [ -f "$t" ] && echo "timeline-$(basename "$t" .trace.json).png"; done)
+diff <(ls "$src/results/plots" | sort) <( (ls "$tmp/plots" | grep -v '^timeline-'; echo "$shipped_timelines") | grep -v '^$' | sort) \
+  || fail "results/plots does not match the shipped results; regenerate with scripts/plot_results.py results/*.json --trace results/traces/*.json"
 
 # Bad inputs: exit 2 with the file and the reason, nothing drawn.
 echo '{"schema_version": 1, "algorithm": "balanced", "layers": []}' > "$tmp/plan.json"

@@ -174,6 +174,14 @@ TEST_CASE("spans: union and uncovered time of intervals", "[schedule]") {
   CHECK(moe::uncovered_ms({{0, 10}}, {{2, 4}, {3, 6}}) == Approx(6));
   CHECK(moe::uncovered_ms({{0, 1}, {4, 5}}, {{1, 4}}) == Approx(2));
   CHECK(moe::uncovered_ms({{0, 3}}, {{-1, 5}}) == Approx(0));
+  // Per item, against one merged cover: the same as one uncovered_ms call per item.
+  const std::vector<moe::Interval> items = {{0, 10}, {4, 5}, {9, 12}, {20, 21}};
+  const std::vector<moe::Interval> cover = {{3, 6}, {2, 4}, {8, 9.5}, {11, 30}};
+  const std::vector<double> each = moe::uncovered_each_ms(items, cover);
+  REQUIRE(each.size() == items.size());
+  for (size_t i = 0; i < items.size(); ++i) CHECK(each[i] == Approx(moe::uncovered_ms({items[i]}, cover)));
+  CHECK(each[0] == Approx(4.5));   // [0,2) [6,8) [9.5,10)
+  CHECK(each[3] == Approx(0));
 }
 
 TEST_CASE("routing: parts appended give the routing of the whole block", "[schedule]") {
