@@ -4,16 +4,7 @@
 set -uo pipefail
 bin="$1"; src="$2"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-
-# expect CODE PATTERN -- command...
-expect() {
-  local code="$1" pattern="$2"; shift 3
-  timeout 120 "$@" > "$tmp/out" 2>&1; local rc=$?
-  [ "$rc" -ne 124 ] || fail "hung: $*"
-  [ "$rc" -eq "$code" ] || { cat "$tmp/out"; fail "exit $rc (want $code): $*"; }
-  grep -q -- "$pattern" "$tmp/out" || { cat "$tmp/out"; fail "message lacks '$pattern': $*"; }
-}
+source "$src/tests/cli/lib/expect.sh"
 
 cfg="$src/configs/cpu-4rank.json"
 expect 2 "^moe-bench: error: --iterations: must be a positive integer, got '0' (see moe-bench run --help)" -- \
