@@ -56,7 +56,6 @@ class RoundRobinPlacer : public Placer {
 
 }  // namespace
 
-std::vector<std::string> placer_names() { return {"round_robin", "balanced", "topology_aware"}; }
 
 std::unique_ptr<Placer> make_placer(const std::string& name) {
   if (name == "round_robin") return std::make_unique<RoundRobinPlacer>();

@@ -43,7 +43,8 @@ class Placer {
 // "round_robin": E <= G: expert e on rank e*G/E... see placement.cpp; E > G: ceil(E/G) per rank;
 // G > E: every rank hosts one expert, replicas spread round-robin.
 std::unique_ptr<Placer> make_placer(const std::string& name);   // throws ConfigError for unknown names
-std::vector<std::string> placer_names();
+// Defined here so that config validation (and the config fuzz target) needs no placer code.
+inline std::vector<std::string> placer_names() { return {"round_robin", "balanced", "topology_aware"}; }
 
 // Checks the invariants every placement must satisfy (every expert placed, slot bounds,
 // replicas/slots consistent). Throws Error naming the layer and expert.
