@@ -26,6 +26,13 @@ void throw_mpi_error(int code, const char* call, const char* file, int line) {
   throw Error(os.str());
 }
 
+std::string cpu_progress_mode() {
+  const char* mode = std::getenv("MOE_CPU_PROGRESS");
+  const std::string m = mode ? mode : "poll";
+  if (m != "poll" && m != "thread") throw ConfigError("MOE_CPU_PROGRESS", "must be poll or thread, got '" + m + "'");
+  return m;
+}
+
 MpiSession::MpiSession(int* argc, char*** argv) : MpiSession(argc, argv, true) {}
 
 bool MpiSession::launched_by_mpi_launcher() {
@@ -42,7 +49,7 @@ MpiSession::MpiSession(int* argc, char*** argv, bool initialize) {
   if (!initialized) {
     // MOE_CPU_PROGRESS=thread: the CPU backend's progress thread (mpi_transfers.hpp) needs
     // MPI_THREAD_MULTIPLE; by default the backend polls between kernel blocks instead.
-    const char* progress = std::getenv("MOE_CPU_PROGRESS");
+    const char* progress = std::getenv("MOE_CPU_PROGRESS");   // validated by cpu_progress_mode() on use
     const bool thread = progress && std::string(progress) == "thread";
     int provided = 0;
     MPI_Init_thread(argc, argv, thread ? MPI_THREAD_MULTIPLE : MPI_THREAD_FUNNELED, &provided);

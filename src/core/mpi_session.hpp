@@ -7,6 +7,10 @@
 
 namespace moe {
 
+// MOE_CPU_PROGRESS: how the CPU backend makes MPI progress on posted transfers, "poll" (default) or
+// "thread" (needs MPI_THREAD_MULTIPLE). Throws ConfigError on any other value.
+std::string cpu_progress_mode();
+
 class MpiSession {
  public:
   MpiSession(int* argc, char*** argv);   // MPI_Init_thread (FUNNELED); errors return, not abort

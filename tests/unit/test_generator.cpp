@@ -129,6 +129,9 @@ TEST_CASE("values stay within +-scale and differ between streams", "[generator]"
   ModelConfig other = m;
   other.seed = 1235;
   CHECK(generate_weight(m, 0, WeightKind::gate, 0) != generate_weight(other, 0, WeightKind::gate, 0));
-  // Same inputs, same values.
+  // Same inputs, same values: called twice (determinism), and through the block path the ranks use.
   CHECK(generate_weight(m, 1, WeightKind::wo, 0) == generate_weight(m, 1, WeightKind::wo, 0));
+  const WeightShape wo = weight_shape(m, WeightKind::wo);
+  CHECK(generate_weight(m, 1, WeightKind::wo, 0) ==
+        generate_block(m.seed, 1, WeightKind::wo, 0, wo.rows, wo.cols, 0, wo.rows, 0, wo.cols));
 }

@@ -248,10 +248,7 @@ std::unique_ptr<Comm> make_mpi_world_comm(ComputeBackend& compute) {
   traffic->bytes_to_rank.assign(world, 0);
   // MPI progress for posted transfers: polling between kernel blocks (the default: measured faster
   // on this project's 2-core machine, see README) or a progress thread (MOE_CPU_PROGRESS=thread).
-  const char* mode = std::getenv("MOE_CPU_PROGRESS");
-  const std::string progress = mode ? mode : "poll";
-  if (progress != "poll" && progress != "thread")
-    throw ConfigError("MOE_CPU_PROGRESS", "must be poll or thread, got '" + progress + "'");
+  const std::string progress = cpu_progress_mode();
   int level = 0;
   MOE_MPI_CHECK(MPI_Query_thread(&level));
   if (progress == "thread" && level < MPI_THREAD_MULTIPLE)
