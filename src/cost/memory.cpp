@@ -1,5 +1,5 @@
 // Per-rank memory estimates (weights, KV cache, activations, communication buffers) for tp_pp, ep
-// and the single-rank FP32 reference. Counts are elements; bytes = elements * dtype_bytes.
+// (with expert_tp) and the single-rank FP32 reference. Counts are elements; bytes = elements * dtype_bytes.
 #include "cost/memory.hpp"
 
 #include <cstdio>
@@ -82,24 +82,26 @@ MemoryEstimate estimate_tp_pp(const Dims& x, const StrategyConfig& s, int64_t by
   return scaled(weights, kv, act, comm, bytes);
 }
 
-// ep: a rank owns batch/ep sequences with full attention weights and their KV cache, and hosts
-// `hosted` experts per layer: ceil(E/ep) when E >= ep, else 1 (replicas of hot experts).
-//   weights     = L * (4*d*HD + d*E + hosted*2*d*f)
-//   kv          = L * (batch/ep) * S * 2*HD
-//   activations = Tl*(6*d + 3*HD + E) + Tr*(2*d + f) + prompt^2
-//                 Tl = (batch/ep)*prompt_tokens local tokens, Tr = Tl*k received assignments
+// ep (ep x expert_tp ranks): a rank owns batch/(ep*expert_tp) sequences with full attention weights and
+// their KV cache, and holds its 1/expert_tp shard (f_s = f/expert_tp FFN columns) of the `hosted`
+// experts per layer of its expert-TP group: ceil(E/ep) when E >= ep, else 1 (replicas of hot experts).
+//   weights     = L * (4*d*HD + d*E + hosted*2*d*f_s)
+//   kv          = L * (batch/ranks) * S * 2*HD
+//   activations = Tl*(6*d + 3*HD + E) + Tr*(2*d + f_s) + prompt^2
+//                 Tl = (batch/ranks)*prompt_tokens local tokens, Tr = Tl*k*expert_tp received rows
 //                 (balanced expectation; each needs its input row, output row and hidden row)
-//   comm        = 2*Tl*k*d   (dispatch send + receive buffers, reused by the combine)
+//   comm        = 2*Tl*k*expert_tp*d   (dispatch send + receive buffers, reused by the combine)
 MemoryEstimate estimate_ep(const Dims& x, const StrategyConfig& s, int64_t bytes) {
-  const int64_t ep = s.ep;
+  const int64_t ep = s.ep, etp = s.expert_tp;
   const int64_t hosted = x.E >= ep ? ceil_div(x.E, ep) : 1;
-  const int64_t seqs_here = ceil_div(x.batch, ep);
+  const int64_t f_shard = ceil_div(x.f, etp);
+  const int64_t seqs_here = ceil_div(x.batch, ep * etp);
   const int64_t Tl = seqs_here * x.prompt;
-  const int64_t Tr = Tl * x.k;
-  const int64_t weights = x.L * (4 * x.d * x.HD + x.d * x.E + hosted * 2 * x.d * x.f);
+  const int64_t Tr = Tl * x.k * etp;
+  const int64_t weights = x.L * (4 * x.d * x.HD + x.d * x.E + hosted * 2 * x.d * f_shard);
   const int64_t kv = x.L * seqs_here * x.S * 2 * x.HD;
-  const int64_t act = Tl * (6 * x.d + 3 * x.HD + x.E) + Tr * (2 * x.d + x.f) + x.scores;
-  const int64_t comm = 2 * Tl * x.k * x.d;
+  const int64_t act = Tl * (6 * x.d + 3 * x.HD + x.E) + Tr * (2 * x.d + f_shard) + x.scores;
+  const int64_t comm = 2 * Tl * x.k * etp * x.d;
   return scaled(weights, kv, act, comm, bytes);
 }
 
@@ -115,13 +117,13 @@ MemoryEstimate estimate_memory(const Config& c, const StrategyConfig& s, int wor
   (void)world_size;
   MOE_REQUIRE(dtype_bytes > 0, "dtype_bytes must be positive");
   const Dims x = dims_of(c);
-  if (s.kind == "tp_pp") {
-    MOE_REQUIRE(s.tp > 0 && s.pp > 0 && s.microbatches > 0, "tp, pp and microbatches must be positive");
-    return estimate_tp_pp(x, s, dtype_bytes);
-  }
-  if (s.kind == "ep") {
-    MOE_REQUIRE(s.ep > 0, "ep must be positive");
-    return estimate_ep(x, s, dtype_bytes);
+  switch (kind_of(s)) {
+    case StrategyKind::tp_pp:
+      MOE_REQUIRE(s.tp > 0 && s.pp > 0 && s.microbatches > 0, "tp, pp and microbatches must be positive");
+      return estimate_tp_pp(x, s, dtype_bytes);
+    case StrategyKind::ep:
+      MOE_REQUIRE(s.ep > 0 && s.expert_tp > 0, "ep and expert_tp must be positive");
+      return estimate_ep(x, s, dtype_bytes);
   }
   throw Error("estimate_memory: no memory model for strategy kind '" + s.kind + "'");
 }

@@ -68,6 +68,19 @@ TEST_CASE("memory: ep on the tiny config, by hand", "[memory]") {
     CHECK(m.activations_bytes == 441);
     CHECK(m.comm_buffers_bytes == 96);
   }
+  SECTION("ep 2 x expert_tp 2: a half-width shard of the group's experts per rank") {
+    s.ep = 2;
+    s.expert_tp = 2;
+    // hosted = ceil(4/2) = 2 experts per group, f_s = 8/2 = 4, batch/(ep*expert_tp) = 1 sequence,
+    // Tl = 3, Tr = 3*2*2 = 12 received rows (every assignment reaches both members).
+    // weights = 2*(64 + 16 + 2*2*4*4) = 288; kv = 2*1*5*8 = 80;
+    // activations = 3*40 + 12*(8 + 4) + 9 = 273; comm = 2*3*2*2*4 = 96
+    const moe::MemoryEstimate m = moe::estimate_memory(c, s, 4, 1);
+    CHECK(m.weights_bytes == 288);
+    CHECK(m.kv_cache_bytes == 80);
+    CHECK(m.activations_bytes == 273);
+    CHECK(m.comm_buffers_bytes == 96);
+  }
   SECTION("E < ep: one (replicated) expert per rank") {
     s.ep = 8;
     // hosted = 1, ceil(4/8) = 1 sequence: same as E == ep.
