@@ -435,6 +435,10 @@ TEST_CASE("config: validation also rejects bad enums built in code", "[config][v
   c = moe::parse_config(base());
   c.strategies[1].kind = "dp";
   expect_config_error([&] { moe::validate_config(c); }, "strategies[1].kind", "got 'dp'");
+  // Code that switches on the kind refuses a spelling the kind table does not list, naming the kinds.
+  expect_config_error([&] { moe::kind_of(c.strategies[1]); }, "strategies[].kind", "allowed kinds: tp_pp | ep");
+  CHECK(moe::kind_of(c.strategies[0]) == moe::StrategyKind::tp_pp);
+  CHECK(moe::strategy_kind_names() == std::vector<std::string>{"tp_pp", "ep"});
   c = moe::parse_config(base());
   c.strategies.clear();
   expect_config_error([&] { moe::validate_config(c); }, "strategies", "non-empty");
