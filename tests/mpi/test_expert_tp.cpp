@@ -6,6 +6,8 @@
 #include <catch2/catch.hpp>
 
 #include "mpi_test_util.hpp"
+#include "sim/hardware.hpp"
+#include "sim/simulate.hpp"
 
 using moe::testing::run_json;
 using moe::testing::small_config;
@@ -102,6 +104,30 @@ TEST_CASE("expert_tp, 4 ranks: capacity drops and load- and topology-aware place
   const moe::RunOutcome out = run_json(cfg);
   check_verified(out, strategies.size(), 2, cfg);
   if (world_rank() == 0) CHECK(out.strategies[0]["load"]["dropped_total"].get<int64_t>() > 0);
+}
+
+TEST_CASE("expert_tp, 4 ranks: run and simulate report the same layout, placement included", "[np4]") {
+  REQUIRE(world_size() == 4);
+  json topo = hybrid("etp-topo", 2, 2, "two_batch", 1, moe::testing::balancing("none"));
+  topo["placement"] = "topology_aware";
+  json balanced = {{"name", "ep-balanced"}, {"kind", "ep"}, {"ep", 4}, {"placement", "balanced"}, {"chunks", 2}};
+  json strategies = json::array({{{"name", "tp"}, {"kind", "tp_pp"}, {"tp", 2}, {"pp", 2}, {"microbatches", 2}},
+                                 balanced, topo, hybrid("etp", 2, 2, "chunked", 3, moe::testing::balancing("none"))});
+  json cfg = small_config(2, 2, 3, 2, 8, strategies);
+  cfg["workload"]["routing"] = "zipf:1.2,local:0.5";
+  const moe::RunOutcome out = run_json(cfg);
+  CHECK(out.all_verified);
+  if (world_rank() != 0) return;
+  const moe::Config c = moe::parse_config(cfg);
+  moe::SimulateOptions o;
+  o.hardware = moe::default_profile(c.cluster);
+  o.feasible_variant = false;
+  const auto sim = moe::simulate_config(c, o);
+  REQUIRE(out.strategies.size() == sim["strategies"].size());
+  for (size_t i = 0; i < out.strategies.size(); ++i) {
+    INFO(out.strategies[i]["name"].get<std::string>());
+    CHECK(out.strategies[i]["layout"].dump() == sim["strategies"][i]["layout"].dump());
+  }
 }
 
 TEST_CASE("expert_tp, 8 ranks: ep 4 x expert_tp 2 with several experts per group, and replicas when E < ep", "[np8]") {
