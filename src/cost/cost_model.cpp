@@ -62,43 +62,20 @@ StepCost CostModel::step(int new_len, int past_len) const {
   return it->second;
 }
 
+void CostTotals::add_op(const Op& op, double times) {
+  auto& p = phases[static_cast<int>(op.phase)];
+  p.flops += op.flops_all_ranks * times;
+  p.hbm_bytes += op.hbm_bytes_all_ranks * times;
+  if (op.comm.kind != CommKind::none && op.comm.kind != CommKind::control && op.comm.links)
+    links.add_scaled(*op.comm.links, op.comm.scale * times);
+}
+
 CostTotals CostModel::totals(const StepCost& s) const {
   CostTotals t;
   t.links = LinkLoads(topo_, nics_);
-  auto add = [&](const Op& op, double times) {
-    auto& p = t.phases[static_cast<int>(op.phase)];
-    p.flops += op.flops_all_ranks * times;
-    p.hbm_bytes += op.hbm_bytes_all_ranks * times;
-    if (op.comm.kind != CommKind::none && op.comm.kind != CommKind::control && op.comm.links)
-      t.links.add_scaled(*op.comm.links, op.comm.scale * times);
-  };
   switch (s.kind) {
-    case StrategyKind::ep:
-      for (const EpLayerCost& L : s.ep_layers) {
-        add(L.attention, 1);
-        add(L.gate, 1);
-        for (const EpChunkCost& c : *L.chunks) {
-          add(c.dispatch, 1);
-          add(c.expert, 1);
-          add(c.combine, 1);
-        }
-        add(L.residual, 1);
-      }
-      add(s.ep_tail, 1);
-      break;
-    case StrategyKind::tp_pp: {
-      const double M = s.microbatches;
-    for (const TpPpLayerCost& L : s.stage_layers)
-      for (const Op* op : {&L.attention, &L.attention_allreduce, &L.attention_residual, &L.gate, &L.expert,
-                           &L.moe_allreduce, &L.moe_residual})
-        add(*op, M);
-    add(s.stage_input, M);
-    add(s.stage_output, M);
-    add(s.pp_hop, M);
-      add(s.feedback, 1);
-      add(s.feedback_send, 1);
-      break;
-    }
+    case StrategyKind::ep: add_ep_totals(s, t); break;
+    case StrategyKind::tp_pp: add_tp_pp_totals(s, t); break;
   }
   return t;
 }

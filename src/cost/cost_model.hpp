@@ -171,6 +171,7 @@ struct CostTotals {
   double flops() const;
   double hbm_bytes() const;
   void add(const CostTotals& o);
+  void add_op(const Op& op, double times);   // `times` occurrences of op (all ranks)
 };
 
 class CostModel {
@@ -202,6 +203,7 @@ class CostModel {
   StepCost step_tp_pp(int new_len, int past_len) const;
   TpPpLayerCost tp_pp_layer(const StepCost& s, int layer, const CommCost& allreduce) const;
   Op tp_pp_experts(const StepCost& s, int layer) const;
+  void add_tp_pp_totals(const StepCost& s, CostTotals& t) const;
   // ep (ep_cost.cpp): a step, one layer (`local_seqs` sequences per rank), the parts of a layer with
   // flows `route` under the step's schedule, and one part's dispatch, experts and combine (n rows per rank).
   StepCost step_ep(int new_len, int past_len) const;
@@ -211,6 +213,7 @@ class CostModel {
   Op ep_dispatch(const EpRouting& route, double n) const;
   Op ep_experts(const EpRouting& route, double n, int64_t local_seqs) const;
   Op ep_combine(const EpRouting& route, double n) const;
+  void add_ep_totals(const StepCost& s, CostTotals& t) const;
   // Flows of one layer for a step of `step_tokens` tokens, `rows` per source rank (step index as in
   // step_source_assignments).
   std::shared_ptr<const EpRouting> ep_routing(int layer, int step_idx, int64_t rows, int64_t step_tokens) const;

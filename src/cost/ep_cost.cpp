@@ -155,4 +155,19 @@ Op CostModel::ep_combine(const EpRouting& route, double n) const {
   return op;
 }
 
+// Every op of the step once (each stands for all the ranks that run it).
+void CostModel::add_ep_totals(const StepCost& s, CostTotals& t) const {
+  for (const EpLayerCost& L : s.ep_layers) {
+    t.add_op(L.attention, 1);
+    t.add_op(L.gate, 1);
+    for (const EpChunkCost& c : *L.chunks) {
+      t.add_op(c.dispatch, 1);
+      t.add_op(c.expert, 1);
+      t.add_op(c.combine, 1);
+    }
+    t.add_op(L.residual, 1);
+  }
+  t.add_op(s.ep_tail, 1);
+}
+
 }  // namespace moe

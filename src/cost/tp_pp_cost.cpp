@@ -163,4 +163,18 @@ Op CostModel::tp_pp_experts(const StepCost& s, int layer) const {
   return op;
 }
 
+// An occurrence of a per-micro-batch op is every stage doing it once: the step has one per micro-batch.
+void CostModel::add_tp_pp_totals(const StepCost& s, CostTotals& t) const {
+  const double M = s.microbatches;
+  for (const TpPpLayerCost& L : s.stage_layers)
+    for (const Op* op : {&L.attention, &L.attention_allreduce, &L.attention_residual, &L.gate, &L.expert,
+                         &L.moe_allreduce, &L.moe_residual})
+      t.add_op(*op, M);
+  t.add_op(s.stage_input, M);
+  t.add_op(s.stage_output, M);
+  t.add_op(s.pp_hop, M);
+  t.add_op(s.feedback, 1);
+  t.add_op(s.feedback_send, 1);
+}
+
 }  // namespace moe
