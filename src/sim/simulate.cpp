@@ -129,7 +129,11 @@ int simulated_elem_bytes(const Config& c, const std::string& backend) {
 
 int64_t largest_batch_that_fits(const Config& c, const StrategyConfig& s, int eb) {
   // Batches a run accepts: multiples of the ranks' sequence blocks (ep) or of the micro-batches (tp_pp).
-  const int64_t unit = kind_of(s) == StrategyKind::ep ? strategy_ranks(s) : s.microbatches;
+  int64_t unit = 1;
+  switch (kind_of(s)) {
+    case StrategyKind::ep: unit = strategy_ranks(s); break;
+    case StrategyKind::tp_pp: unit = s.microbatches; break;
+  }
   Config x = c;
   return largest(unit, int64_t(1) << 24, [&](int64_t b) {
     x.workload.batch_sequences = static_cast<int>(b);
@@ -325,6 +329,35 @@ ojson simulate_config(const Config& c, const SimulateOptions& o) {
   return doc;
 }
 
+namespace {
+
+// `s` laid out on `ranks` ranks of `gpus_per_node` per node; why it cannot be, or empty.
+std::string scale_strategy(const Config& c, int gpus_per_node, int ranks, StrategyConfig& s) {
+  switch (kind_of(s)) {
+    case StrategyKind::ep:
+      // The expert-TP groups keep their size; ep takes the rest of the ranks.
+      s.ep = ranks / s.expert_tp;
+      if (ranks % s.expert_tp != 0 || gpus_per_node % s.expert_tp != 0)
+        return "expert_tp " + std::to_string(s.expert_tp) + " does not divide " + std::to_string(ranks) + " ranks of " +
+               std::to_string(gpus_per_node) + " per node";
+      if (c.workload.batch_sequences % ranks != 0)
+        return "batch_sequences " + std::to_string(c.workload.batch_sequences) + " not divisible by " +
+               (s.expert_tp == 1 ? "ep " : "ep*expert_tp ") + std::to_string(ranks);
+      return "";
+    case StrategyKind::tp_pp:
+      s.tp = gpus_per_node;
+      s.pp = ranks / s.tp;
+      if (c.model.layers % s.pp != 0)
+        return "model.layers " + std::to_string(c.model.layers) + " cannot be split into pp = " + std::to_string(s.pp) +
+               " stages (tp = " + std::to_string(s.tp) + ")";
+      if (c.model.attention && c.model.heads % s.tp != 0) return "model.heads not divisible by tp = " + std::to_string(s.tp);
+      return "";
+  }
+  return "";
+}
+
+}  // namespace
+
 Config scale_config(const Config& c, int ranks, std::vector<std::string>& notes) {
   MOE_REQUIRE(ranks > 0, "sweep: ranks must be positive");
   Config x = c;
@@ -334,25 +367,7 @@ Config scale_config(const Config& c, int ranks, std::vector<std::string>& notes)
   x.cluster.nodes = std::max(1, ranks / gpn);
   x.strategies.clear();
   for (StrategyConfig s : c.strategies) {
-    std::string why;
-    if (kind_of(s) == StrategyKind::ep) {
-      // The expert-TP groups keep their size; ep takes the rest of the ranks.
-      s.ep = ranks / s.expert_tp;
-      if (ranks % s.expert_tp != 0 || x.cluster.gpus_per_node % s.expert_tp != 0)
-        why = "expert_tp " + std::to_string(s.expert_tp) + " does not divide " + std::to_string(ranks) + " ranks of " +
-              std::to_string(x.cluster.gpus_per_node) + " per node";
-      else if (c.workload.batch_sequences % ranks != 0)
-        why = "batch_sequences " + std::to_string(c.workload.batch_sequences) + " not divisible by " +
-              (s.expert_tp == 1 ? "ep " : "ep*expert_tp ") + std::to_string(ranks);
-    } else {
-      s.tp = x.cluster.gpus_per_node;
-      s.pp = ranks / s.tp;
-      if (c.model.layers % s.pp != 0)
-        why = "model.layers " + std::to_string(c.model.layers) + " cannot be split into pp = " + std::to_string(s.pp) +
-              " stages (tp = " + std::to_string(s.tp) + ")";
-      else if (c.model.attention && c.model.heads % s.tp != 0)
-        why = "model.heads not divisible by tp = " + std::to_string(s.tp);
-    }
+    const std::string why = scale_strategy(c, x.cluster.gpus_per_node, ranks, s);
     if (why.empty()) {
       x.strategies.push_back(s);
     } else {
