@@ -6,6 +6,8 @@
 #include <cmath>
 #include <functional>
 #include <iostream>
+#include <map>
+#include <optional>
 
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
@@ -227,124 +229,168 @@ void dump_outputs(const std::string& dir, const std::string& name, const Checked
                  {"decode", name + ".decode.npy"}, {"decode_shape", {B * static_cast<int64_t>(p.decode.size()), d}}};
 }
 
+// What every strategy of one run shares.
+struct RunState {
+  const Config& config;
+  const RunOptions& options;
+  ComputeBackend& compute;
+  Comm& world;
+  Topology topo;
+  ReferenceCache references;
+  bool gather;                        // outputs are gathered (verification or dumps)
+  double tolerance;
+  Progress& progress;
+  TraceRecorder recorder;
+  TraceState trace;
+  nlohmann::ordered_json dump_index;  // rank 0, with --dump-outputs
+};
+
+// What only world rank 0 keeps of a measured strategy: its description, the plan and the routing
+// its traffic is predicted for (ep), the checked pass's routing and the raw times.
+void describe(RunState& st, const StrategyConfig& spec, const Strategy& strategy, const StepTimes& times,
+              CheckedPass& pass, StrategyMeasurement& m) {
+  const Config& config = st.config;
+  const RunOptions& options = st.options;
+  m.spec = spec;
+  m.kind = strategy.kind();
+  m.layout = strategy.layout();
+  if (const auto it = options.plan_paths.find(spec.name); it != options.plan_paths.end()) m.layout["plan_file"] = it->second;
+  m.world_size = st.world.size();
+  m.dtype_bytes = dtype_bytes(st.compute.dtype());
+  m.prefill_ms = times.prefill_ms;
+  m.decode_ms = times.decode_ms;
+  if (const Placement* placement = strategy.placement()) {  // ep: the prediction's plan and its routing
+    m.placement = *placement;
+    m.planned = placement_load_profile(config, spec, st.topo);
+    m.planned_spec = placement_profile_spec(config, spec);  // what `planned` holds
+    if (const auto it = options.plan_load.find(spec.name); it != options.plan_load.end()) {
+      m.planned = it->second.first;   // what the plan file was made for
+      m.planned_spec = it->second.second;
+    }
+  }
+  if (options.verify && pass.routing.has_trace)
+    m.choices_match_reference = st.references.get(spec.load_balancing).choices == pass.routing.trace.choices;
+  m.routing = std::move(pass.routing);
+}
+
+// One strategy: built, measured, checked. Collective; the measurement is complete on world rank 0
+// (null elsewhere). `verified` is the same on every rank.
+std::optional<StrategyMeasurement> measure_strategy(RunState& st, size_t si, bool& verified) {
+  const StrategyConfig& spec = st.config.strategies[si];
+  ComputeBackend& compute = st.compute;
+  Comm& world = st.world;
+  st.progress.begin_strategy(int(si), spec.name);
+  const auto plan_it = st.options.plans.find(spec.name);
+  const Placement* plan_file = plan_it == st.options.plans.end() ? nullptr : &plan_it->second;
+  StrategyContext ctx{st.config, spec, compute, world, st.topo, *st.options.routing, plan_file};
+  compute.reset_peak_allocated();  // memory is reported per strategy
+  set_activity_strategy(spec.name);
+  std::unique_ptr<Strategy> strategy;
+  {
+    ActivityScope setup_activity("setup");
+    strategy = make_strategy(ctx);
+  }
+
+  world.traffic().reset();
+  compute.reset_counters();
+  st.recorder.add_strategy_name(spec.name);
+  st.trace.strategy = static_cast<int>(si);
+  const StepTimes times = measure(*strategy, st.config, compute, world, st.progress, st.options.trace ? &st.trace : nullptr);
+  std::vector<int64_t> flops{compute.flops()};
+  world.all_reduce_sum_host(flops);
+  StrategyMeasurement m;
+  m.flops = flops[0];
+  m.traffic_bytes = traffic_matrix(world);
+
+  CheckedPass pass = checked_pass(*strategy, st.config, compute, world, st.gather);
+  ActivityScope verification_activity("verification");  // other ranks wait for rank 0 here
+  st.progress.step_done("check", 0, 0, 0, 0);
+  if (world.rank() == 0) {
+    if (st.options.verify) m.verification = verify(pass, st.references.get(spec.load_balancing), st.tolerance);
+    if (!st.options.dump_dir.empty()) dump_outputs(st.options.dump_dir, spec.name, pass, st.config, st.dump_index);
+  }
+  std::vector<double> failed{m.verification.passed ? 0.0 : 1.0};
+  world.all_reduce_max_host(failed);
+  verified = failed[0] == 0;
+
+  const int iters = st.config.run.iterations;
+  const int steps = st.config.workload.decode_steps;
+  m.prefill_phases = phase_stats(world, times.prefill, iters);
+  m.decode_phases = phase_stats(world, times.decode, double(iters) * steps);
+  m.prefill_overlap = overlap_stats(world, times.prefill, iters);
+  m.decode_overlap = overlap_stats(world, times.decode, double(iters) * steps);
+  std::vector<double> mem{double(compute.peak_allocated_bytes())}, mem_sum = mem;
+  world.all_reduce_max_host(mem);
+  world.all_reduce_sum_host(mem_sum);
+  if (world.rank() != 0) return std::nullopt;
+  m.peak_allocated_bytes_max = int64_t(mem[0]);
+  m.peak_allocated_bytes_mean = int64_t(mem_sum[0] / world.size());
+  describe(st, spec, *strategy, times, pass, m);
+  return m;
+}
+
+// Rank 0, with --dump-outputs: the references verified against and the index of every dump.
+void finish_dumps(RunState& st) {
+  const Config& config = st.config;
+  if (st.options.verify) {
+    // One reference per distinct load-balancing setting verified against (the policy changes the
+    // routing): "reference" for the first strategy's, "reference-<policy>[-n]" for others.
+    std::map<std::string, std::string> dumped;  // setting key -> dump name
+    for (const StrategyConfig& spec : config.strategies) {
+      const std::string key = ReferenceCache::key(spec.load_balancing);
+      if (!dumped.count(key)) {
+        std::string name = dumped.empty() ? "reference" : "reference-" + spec.load_balancing.policy;
+        for (int n = 2; st.dump_index.contains(name); ++n) name = "reference-" + spec.load_balancing.policy + "-" + std::to_string(n);
+        const ReferenceOutputs& ref = st.references.get(spec.load_balancing);
+        CheckedPass rp;
+        rp.prefill = ref.prefill;
+        rp.decode = ref.decode;
+        dump_outputs(st.options.dump_dir, name, rp, config, st.dump_index);
+        dumped[key] = name;
+      }
+      st.dump_index["reference_of"][spec.name] = dumped[key];
+    }
+  }
+  st.dump_index["order"] = "global token order: sequence-major, then position; decode is step-major then sequence";
+  write_file_atomic(st.options.dump_dir + "/index.json", st.dump_index.dump(2) + "\n");
+}
+
 }  // namespace
 
 RunOutcome run_strategies(const Config& config, const RunOptions& options, ComputeBackend& compute, Comm& world) {
-  RunOutcome outcome;
   MOE_REQUIRE(options.routing != nullptr, "run_strategies: no routing source");
-  ReferenceCache references(config, *options.routing);
-  const Topology topo = Topology::from_config(config.cluster);
-  const bool gather = options.verify || !options.dump_dir.empty();
-  nlohmann::ordered_json dump_index;
-  const double tol = tolerance_for(compute);
-  TraceRecorder recorder;
-  world.barrier();
-  TraceState trace{&recorder, 0, Clock::now()};
-
   // Progress units per strategy: warm-up, measured iterations, the checked pass (one per step).
   Progress quiet(std::cerr, ProgressOptions{});
-  Progress& progress = options.progress ? *options.progress : quiet;
+  RunState st{config,
+              options,
+              compute,
+              world,
+              Topology::from_config(config.cluster),
+              ReferenceCache(config, *options.routing),
+              options.verify || !options.dump_dir.empty(),
+              tolerance_for(compute),
+              options.progress ? *options.progress : quiet,
+              TraceRecorder{},
+              TraceState{},
+              nlohmann::ordered_json{}};
+  world.barrier();
+  st.trace = TraceState{&st.recorder, 0, Clock::now()};
   const int warm = std::min(config.workload.warmup_steps, config.workload.decode_steps);
-  progress.begin_run(int(config.strategies.size()),
-                     1 + warm + long(config.run.iterations) * (1 + config.workload.decode_steps) + 1);
+  st.progress.begin_run(int(config.strategies.size()),
+                        1 + warm + long(config.run.iterations) * (1 + config.workload.decode_steps) + 1);
 
+  RunOutcome outcome;
   for (size_t si = 0; si < config.strategies.size(); ++si) {
-    const StrategyConfig& spec = config.strategies[si];
-    progress.begin_strategy(int(si), spec.name);
-    const auto plan_it = options.plans.find(spec.name);
-    const Placement* plan_file = plan_it == options.plans.end() ? nullptr : &plan_it->second;
-    StrategyContext ctx{config, spec, compute, world, topo, *options.routing, plan_file};
-    compute.reset_peak_allocated();  // memory is reported per strategy
-    set_activity_strategy(spec.name);
-    std::unique_ptr<Strategy> strategy;
-    {
-      ActivityScope setup_activity("setup");
-      strategy = make_strategy(ctx);
-    }
-
-    world.traffic().reset();
-    compute.reset_counters();
-    recorder.add_strategy_name(spec.name);
-    trace.strategy = static_cast<int>(si);
-    const StepTimes times = measure(*strategy, config, compute, world, progress, options.trace ? &trace : nullptr);
-    std::vector<int64_t> flops{compute.flops()};
-    world.all_reduce_sum_host(flops);
-    StrategyMeasurement m;
-    m.traffic_bytes = traffic_matrix(world);
-
-    CheckedPass pass = checked_pass(*strategy, config, compute, world, gather);
-    ActivityScope verification_activity("verification");  // other ranks wait for rank 0 here
-    progress.step_done("check", 0, 0, 0, 0);
-    if (world.rank() == 0) {
-      if (options.verify) m.verification = verify(pass, references.get(spec.load_balancing), tol);
-      if (!options.dump_dir.empty()) dump_outputs(options.dump_dir, spec.name, pass, config, dump_index);
-    }
-    std::vector<double> failed{m.verification.passed ? 0.0 : 1.0};
-    world.all_reduce_max_host(failed);
-    if (failed[0] > 0) outcome.all_verified = false;
-
-    const int iters = config.run.iterations;
-    const int steps = config.workload.decode_steps;
-    m.prefill_phases = phase_stats(world, times.prefill, iters);
-    m.decode_phases = phase_stats(world, times.decode, double(iters) * steps);
-    m.prefill_overlap = overlap_stats(world, times.prefill, iters);
-    m.decode_overlap = overlap_stats(world, times.decode, double(iters) * steps);
-    std::vector<double> mem{double(compute.peak_allocated_bytes())}, mem_sum = mem;
-    world.all_reduce_max_host(mem);
-    world.all_reduce_sum_host(mem_sum);
-    if (world.rank() != 0) continue;
-
-    m.spec = spec;
-    m.kind = strategy->kind();
-    m.layout = strategy->layout();
-    if (const auto it = options.plan_paths.find(spec.name); it != options.plan_paths.end()) m.layout["plan_file"] = it->second;
-    m.world_size = world.size();
-    m.dtype_bytes = dtype_bytes(compute.dtype());
-    m.prefill_ms = times.prefill_ms;
-    m.decode_ms = times.decode_ms;
-    m.flops = flops[0];
-    if (const Placement* placement = strategy->placement()) {  // ep: the prediction's plan and its routing
-      m.placement = *placement;
-      m.planned = placement_load_profile(config, spec, topo);
-      m.planned_spec = placement_profile_spec(config, spec);  // what `planned` holds
-      if (const auto it = options.plan_load.find(spec.name); it != options.plan_load.end()) {
-        m.planned = it->second.first;   // what the plan file was made for
-        m.planned_spec = it->second.second;
-      }
-    }
-    if (options.verify && pass.routing.has_trace)
-      m.choices_match_reference = references.get(spec.load_balancing).choices == pass.routing.trace.choices;
-    m.routing = std::move(pass.routing);
-    m.peak_allocated_bytes_max = int64_t(mem[0]);
-    m.peak_allocated_bytes_mean = int64_t(mem_sum[0] / world.size());
-    outcome.strategies.push_back(std::move(m));
+    bool verified = true;
+    std::optional<StrategyMeasurement> m = measure_strategy(st, si, verified);
+    if (!verified) outcome.all_verified = false;
+    if (!m) continue;
+    outcome.strategies.push_back(std::move(*m));
     if (options.on_strategy_done) options.on_strategy_done(outcome.strategies.back());
   }
   set_activity_strategy("");
-  if (world.rank() == 0 && !options.dump_dir.empty()) {
-    if (options.verify) {
-      // One reference per distinct load-balancing setting verified against (the policy changes the
-      // routing): "reference" for the first strategy's, "reference-<policy>[-n]" for others.
-      std::map<std::string, std::string> dumped;  // setting key -> dump name
-      for (const StrategyConfig& spec : config.strategies) {
-        const std::string key = ReferenceCache::key(spec.load_balancing);
-        if (!dumped.count(key)) {
-          std::string name = dumped.empty() ? "reference" : "reference-" + spec.load_balancing.policy;
-          for (int n = 2; dump_index.contains(name); ++n) name = "reference-" + spec.load_balancing.policy + "-" + std::to_string(n);
-          const ReferenceOutputs& ref = references.get(spec.load_balancing);
-          CheckedPass rp;
-          rp.prefill = ref.prefill;
-          rp.decode = ref.decode;
-          dump_outputs(options.dump_dir, name, rp, config, dump_index);
-          dumped[key] = name;
-        }
-        dump_index["reference_of"][spec.name] = dumped[key];
-      }
-    }
-    dump_index["order"] = "global token order: sequence-major, then position; decode is step-major then sequence";
-    write_file_atomic(options.dump_dir + "/index.json", dump_index.dump(2) + "\n");
-  }
-  if (options.trace) outcome.trace = recorder.gather(world, topo);
+  if (world.rank() == 0 && !options.dump_dir.empty()) finish_dumps(st);
+  if (options.trace) outcome.trace = st.recorder.gather(world, st.topo);
   return outcome;
 }
 
