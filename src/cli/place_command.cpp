@@ -211,6 +211,36 @@ nlohmann::ordered_json totals_json(const Totals& t) {
           {"max_inter_node_link_bytes", t.max_nic}, {"max_intra_node_link_bytes", t.max_port}};
 }
 
+void print_header(std::ostream& out, const PlaceArgs& a, const Config& config, const Topology& topo, const StrategyConfig* ep,
+                  const std::string& algorithm, const std::string& routing, double row_bytes, double search_ms, double rr_ms) {
+  const ModelConfig& m = config.model;
+  out << "config '" << config.name << "': " << topo.nodes() << " nodes x " << topo.gpus_per_node() << " GPUs = "
+      << topo.num_ranks() << " ranks, " << config.cluster.inter_node.nics_per_node << " NICs per node; " << m.layers
+      << " layers x " << m.experts << " experts, top-" << m.top_k << "\nrouting: " << routing << "; rows of "
+      << fmt_bytes(row_bytes) << " (hidden " << m.hidden << " x " << m.dtype << "), dispatch + combine\n"
+      << "algorithm: " << algorithm
+      << (a.algorithm.empty() ? (ep ? " (placement of strategy '" + ep->name + "')" : std::string(" (no ep strategy: default)"))
+                              : std::string(" (--algorithm)"))
+      << "\nsearch: " << algorithm << " " << fmt(search_ms, 2) << " ms, round_robin " << fmt(rr_ms, 2) << " ms\n\n";
+  out << "    " << std::left << std::setw(15) << "algorithm" << std::right << std::setw(8) << "balance" << std::setw(14)
+      << "intra-node" << std::setw(14) << "inter-node" << std::setw(13) << "busiest NIC" << " " << std::left
+      << std::setw(11) << "(node/nic)" << std::right << std::setw(10) << "busiest port" << " (rank)\n";
+}
+
+// One layer's rows of the table (the plan, round_robin, the balancedness bounds) and its metrics
+// for the plan file.
+nlohmann::ordered_json layer_report(std::ostream& out, const PlanMetrics& pm, const PlanMetrics& rm,
+                                    const std::vector<std::vector<double>>& tokens, const Topology& topo, int nics,
+                                    int num_experts, const std::string& algorithm) {
+  nlohmann::ordered_json layer_metrics = metrics_json(pm, nics);
+  layer_metrics["round_robin"] = metrics_json(rm, nics);
+  print_row(out, algorithm, pm, nics);
+  if (algorithm != "round_robin") print_row(out, "round_robin", rm, nics);
+  nlohmann::ordered_json bounds = balancedness_bounds(out, tokens, topo, num_experts, algorithm, pm.balancedness);
+  if (!bounds.is_null()) layer_metrics["balancedness_bound"] = std::move(bounds);
+  return layer_metrics;
+}
+
 int run_place(const PlaceArgs& a, const MpiSession& mpi) {
   if (mpi.rank() != 0) return 0;  // one process does the work; extra ranks have nothing to do
   Config config = load_config_file(a.config_path);
@@ -237,17 +267,7 @@ int run_place(const PlaceArgs& a, const MpiSession& mpi) {
 
   const double row_bytes = double(m.hidden) * dtype_bytes(parse_dtype(m.dtype));
   std::ostream& out = std::cout;
-  out << "config '" << config.name << "': " << topo.nodes() << " nodes x " << topo.gpus_per_node() << " GPUs = " << G
-      << " ranks, " << nics << " NICs per node; " << m.layers << " layers x " << m.experts << " experts, top-" << m.top_k
-      << "\nrouting: " << routing.name << "; rows of " << fmt_bytes(row_bytes) << " (hidden " << m.hidden << " x "
-      << m.dtype << "), dispatch + combine\n"
-      << "algorithm: " << algorithm
-      << (a.algorithm.empty() ? (ep ? " (placement of strategy '" + ep->name + "')" : std::string(" (no ep strategy: default)"))
-                              : std::string(" (--algorithm)"))
-      << "\nsearch: " << algorithm << " " << fmt(search_ms, 2) << " ms, round_robin " << fmt(rr_ms, 2) << " ms\n\n";
-  out << "    " << std::left << std::setw(15) << "algorithm" << std::right << std::setw(8) << "balance" << std::setw(14)
-      << "intra-node" << std::setw(14) << "inter-node" << std::setw(13) << "busiest NIC" << " " << std::left
-      << std::setw(11) << "(node/nic)" << std::right << std::setw(10) << "busiest port" << " (rank)\n";
+  print_header(out, a, config, topo, ep, algorithm, routing.name, row_bytes, search_ms, rr_ms);
   const bool details = a.details || G <= 64;
   Totals tot_plan, tot_rr;
   std::vector<std::vector<double>> uniform;
@@ -258,14 +278,8 @@ int run_place(const PlaceArgs& a, const MpiSession& mpi) {
     const PlanMetrics rm = compute_plan_metrics(rr.layers[l], topo, nics, row_bytes, tokens);
     tot_plan.add(pm);
     tot_rr.add(rm);
-    nlohmann::ordered_json layer_metrics = metrics_json(pm, nics);
-    layer_metrics["round_robin"] = metrics_json(rm, nics);
     out << "layer " << l << "\n";
-    print_row(out, algorithm, pm, nics);
-    if (algorithm != "round_robin") print_row(out, "round_robin", rm, nics);
-    nlohmann::ordered_json bounds = balancedness_bounds(out, tokens, topo, m.experts, algorithm, pm.balancedness);
-    if (!bounds.is_null()) layer_metrics["balancedness_bound"] = std::move(bounds);
-    plan_json["layers"][l]["metrics"] = layer_metrics;
+    plan_json["layers"][l]["metrics"] = layer_report(out, pm, rm, tokens, topo, nics, m.experts, algorithm);
     if (details) {
       out << "    experts -> ranks: " << describe_replicas(plan.layers[l]) << "\n    tokens per GPU:";
       for (double t : pm.tokens_per_gpu) out << " " << fmt(t, 0);
