@@ -32,7 +32,7 @@ json every_mode(int ep, int expert_tp, double capacity) {
 // On rank 0: every strategy passed verification with the reference's routing; hybrids report their
 // groups (both members of a group hold the same experts), count every assignment once per expert,
 // and their FLOP counters equal the cost model's.
-void check_verified(const moe::RunOutcome& out, size_t n, int expert_tp, const json& cfg) {
+void check_verified(const moe::testing::RunResults& out, size_t n, int expert_tp, const json& cfg) {
   CHECK(out.all_verified);
   if (world_rank() != 0) return;
   REQUIRE(out.strategies.size() == n);
@@ -69,7 +69,7 @@ TEST_CASE("expert_tp, 4 ranks: ep 2 x expert_tp 2 in every overlap mode, attenti
   strategies.push_back({{"name", "ep4"}, {"kind", "ep"}, {"ep", 4}});
   json cfg = small_config(1, 4, 4, 4, 8, strategies);
   SECTION("attention on") {
-    const moe::RunOutcome out = run_json(cfg);
+    const moe::testing::RunResults out = run_json(cfg);
     check_verified(out, strategies.size(), 2, cfg);
     if (world_rank() == 0) {
       // Dispatch sends every assignment to both members of its expert's group, and the partials
@@ -101,7 +101,7 @@ TEST_CASE("expert_tp, 4 ranks: capacity drops and load- and topology-aware place
   strategies.push_back(balanced);
   json cfg = small_config(2, 2, 8, 4, 8, strategies);
   cfg["workload"]["routing"] = "zipf:1.2,local:0.5";
-  const moe::RunOutcome out = run_json(cfg);
+  const moe::testing::RunResults out = run_json(cfg);
   check_verified(out, strategies.size(), 2, cfg);
   if (world_rank() == 0) CHECK(out.strategies[0]["load"]["dropped_total"].get<int64_t>() > 0);
 }
@@ -115,7 +115,7 @@ TEST_CASE("expert_tp, 4 ranks: run and simulate report the same layout, placemen
                                  balanced, topo, hybrid("etp", 2, 2, "chunked", 3, moe::testing::balancing("none"))});
   json cfg = small_config(2, 2, 3, 2, 8, strategies);
   cfg["workload"]["routing"] = "zipf:1.2,local:0.5";
-  const moe::RunOutcome out = run_json(cfg);
+  const moe::testing::RunResults out = run_json(cfg);
   CHECK(out.all_verified);
   if (world_rank() != 0) return;
   const moe::Config c = moe::parse_config(cfg);
@@ -141,7 +141,7 @@ TEST_CASE("expert_tp, 8 ranks: ep 4 x expert_tp 2 with several experts per group
     json strategies = every_mode(4, 2, 0);
     strategies.push_back({{"name", "etp4"}, {"kind", "ep"}, {"ep", 2}, {"expert_tp", 4}, {"chunks", 2}});
     const json cfg = small_config(2, 4, 3, 4, 8, strategies);
-    const moe::RunOutcome out = run_json(cfg);
+    const moe::testing::RunResults out = run_json(cfg);
     check_verified(out, strategies.size(), 2, cfg);
     if (world_rank() == 0) {
       const auto& layer0 = out.strategies[0]["layout"]["experts_of_rank"][0];
