@@ -176,7 +176,7 @@ void measure_gemm(const Calibration& cal, const Config& c, HardwareProfile& p, n
   std::vector<Sample> g;
   std::vector<std::pair<int64_t, int64_t>> kn = {{s.d, s.f}, {s.f, s.d}, {s.d, s.H * s.D}, {s.H * s.D, s.d}, {s.d, s.E}};
   for (const StrategyConfig& st : c.strategies)
-    if (st.kind == "tp_pp" && st.tp > 1)
+    if (kind_of(st) == StrategyKind::tp_pp && st.tp > 1)
       for (auto x : std::vector<std::pair<int64_t, int64_t>>{
                {s.d, s.f / st.tp}, {s.f / st.tp, s.d}, {s.d, s.H * s.D / st.tp}, {s.H * s.D / st.tp, s.d}})
         kn.push_back(x);

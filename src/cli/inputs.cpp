@@ -62,7 +62,7 @@ std::map<std::string, Placement> load_plans(const MpiSession& mpi, const Config&
     const std::string path = eq == std::string::npos ? spec : spec.substr(eq + 1);
     std::vector<const StrategyConfig*> targets;
     for (const auto& s : config.strategies)
-      if (s.kind == "ep" && (name.empty() || s.name == name)) targets.push_back(&s);
+      if (kind_of(s) == StrategyKind::ep && (name.empty() || s.name == name)) targets.push_back(&s);
     if (targets.empty())
       throw ConfigError("--plan", name.empty() ? "the config has no ep strategy to use plan '" + path + "'"
                                                : "no ep strategy named '" + name + "' in the config");

@@ -58,16 +58,16 @@ const StrategyConfig* chosen_ep(const Config& c, const std::string& name) {
   if (!name.empty()) {
     std::string names;
     for (const auto& s : c.strategies) {
-      if (s.name == name && s.kind == "ep") return &s;
+      if (s.name == name && kind_of(s) == StrategyKind::ep) return &s;
       if (s.name == name) throw ConfigError("--strategy", "strategy '" + name + "' is of kind " + s.kind + ", not ep");
-      if (s.kind == "ep") names += (names.empty() ? "" : ", ") + s.name;
+      if (kind_of(s) == StrategyKind::ep) names += (names.empty() ? "" : ", ") + s.name;
     }
     throw ConfigError("--strategy", "no ep strategy named '" + name + "' in the config (ep strategies: " + names + ")");
   }
   for (const auto& s : c.strategies)
-    if (s.kind == "ep" && s.placement != "round_robin") return &s;
+    if (kind_of(s) == StrategyKind::ep && s.placement != "round_robin") return &s;
   for (const auto& s : c.strategies)
-    if (s.kind == "ep") return &s;
+    if (kind_of(s) == StrategyKind::ep) return &s;
   return nullptr;
 }
 

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "core/error.hpp"
+#include "core/strategy_kind.hpp"
 
 namespace moe {
 namespace {
@@ -109,7 +110,7 @@ LoadProfile profile_from_results(const json& results, int num_layers, int num_ex
     for (size_t i = 0; i < strategies.size() && chosen < 0; ++i) {
       const json& s = strategies[i];
       const bool has_load = s.is_object() && s.contains("load") && s["load"].is_object() && s["load"].contains("layers");
-      if (has_load && (pass == 1 || s.value("kind", "") == "ep")) chosen = static_cast<int>(i);
+      if (has_load && (pass == 1 || s.value("kind", "") == strategy_kind_name(StrategyKind::ep))) chosen = static_cast<int>(i);
     }
   if (chosen < 0) throw ConfigError("strategies", "no strategy has load.layers (in '" + source + "')");
   const std::string spath = "strategies[" + std::to_string(chosen) + "].load.layers";
