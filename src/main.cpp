@@ -222,7 +222,7 @@ int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& a
   watchdog::start(config.run.timeout_s, mpi.rank());
   arm_fault_from_environment(mpi.rank());  // test only; a malformed MOE_FAULT is a ConfigError on every rank
 
-  Backends backends = make_backends(config.run.backend, config.model.dtype);
+  Backends backends = make_backends(config.run.backend, config.model.dtype, config.run.emulate_dtype);
   ComputeBackend& compute = *backends.compute;
   validate_for_run(config, mpi.size(), dtype_bytes(compute.dtype()), compute.name());
   if (mpi.rank() == 0 && !backends.notice.empty()) std::cout << "moe-bench: " << backends.notice << "\n";
@@ -238,7 +238,7 @@ int cmd_run(MpiSession& mpi, const RunArgs& a, const std::vector<std::string>& a
 
   RunContext ctx;
   ctx.backend = compute.name();
-  ctx.compute_dtype = dtype_name(compute.dtype());
+  ctx.compute_dtype = dtype_name(compute.precision());
   ctx.world_size = mpi.size();
   ctx.hosts = mpi.all_host_names();
   ctx.devices = {compute.device_description()};

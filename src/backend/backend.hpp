@@ -84,6 +84,9 @@ class ComputeBackend {
   virtual ~ComputeBackend() = default;
   virtual std::string name() const = 0;         // "cpu" | "cuda"
   virtual DType dtype() const = 0;              // activation and weight storage dtype
+  // The format stored values are rounded to: dtype() on a device, fp16/bf16 on the CPU backend in
+  // its emulated 16-bit mode (fp32 storage). Verification tolerances follow it.
+  virtual DType precision() const { return dtype(); }
   virtual std::string device_description() const = 0;
 
   // ---- memory ----

@@ -18,6 +18,7 @@
 #include "runner/load_report.hpp"
 #include "runner/reference_cache.hpp"
 #include "runner/traffic_report.hpp"
+#include "runner/verification.hpp"
 #include "runner/stats.hpp"
 #include "strategies/strategy.hpp"
 
@@ -154,12 +155,14 @@ struct CheckedPass {
 };
 
 // An untimed iteration that gathers outputs (when needed), routing counts and (small runs) every choice.
-CheckedPass checked_pass(Strategy& s, const Config& c, ComputeBackend& compute, Comm& world, bool gather) {
+// `all_choices`: record every choice whatever the size (a teacher-forced reference replays them).
+CheckedPass checked_pass(Strategy& s, const Config& c, ComputeBackend& compute, Comm& world, bool gather,
+                         bool all_choices) {
   PhaseTimer timer(compute);
   CheckedPass p;
   const int64_t B = c.workload.batch_sequences;
   const int64_t assignments = B * (c.workload.prompt_tokens + c.workload.decode_steps) * c.model.top_k;
-  const bool with_choices = assignments <= kTraceInlineLimit;
+  const bool with_choices = all_choices || assignments <= kTraceInlineLimit;
   s.set_record_choices(with_choices);
   s.reset();
   ActivityScope pass_activity("checked_pass");
@@ -185,26 +188,6 @@ CheckedPass checked_pass(Strategy& s, const Config& c, ComputeBackend& compute, 
   return p;
 }
 
-double tolerance_for(const ComputeBackend& compute) { return compute.dtype() == DType::f32 ? 1e-4 : 2e-2; }
-
-nlohmann::ordered_json verify(const CheckedPass& p, const ReferenceOutputs& ref, double tol) {
-  double err = max_relative_error(p.prefill, ref.prefill);
-  nlohmann::ordered_json decode_errors = nlohmann::ordered_json::array();
-  for (size_t t = 0; t < p.decode.size(); ++t) {
-    const double e = max_relative_error(p.decode[t], ref.decode.at(t));
-    decode_errors.push_back(e);
-    err = std::isnan(e) || e > err ? e : err;
-  }
-  bool routing_matches = p.routing.chosen == ref.chosen && p.routing.dropped == ref.dropped;
-  if (p.routing.has_trace) routing_matches = routing_matches && p.routing.trace.choices == ref.choices;
-  const bool passed = !std::isnan(err) && err <= tol;
-  return {{"checked", true}, {"max_rel_error", std::isnan(err) ? -1.0 : err}, {"tolerance", tol},
-          {"prefill_max_rel_error", max_relative_error(p.prefill, ref.prefill)}, {"decode_max_rel_error", decode_errors},
-          {"routing_matches_reference", routing_matches},
-          {"routing_compared", p.routing.has_trace ? "every token's choice and the counts" : "counts per step, layer and expert"},
-          {"passed", passed}};
-}
-
 void dump_outputs(const std::string& dir, const std::string& name, const CheckedPass& p, const Config& c,
                   nlohmann::ordered_json& index) {
   const int64_t d = c.model.hidden;
@@ -226,7 +209,7 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
   const Topology topo = Topology::from_config(config.cluster);
   const bool gather = options.verify || !options.dump_dir.empty();
   nlohmann::ordered_json dump_index;
-  const double tol = tolerance_for(compute);
+  const bool replay = options.verify && needs_replayed_reference(compute.precision(), *options.routing);
   TraceRecorder recorder;
   world.barrier();
   TraceState trace{&recorder, 0, Clock::now()};
@@ -261,14 +244,23 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
     world.all_reduce_sum_host(flops);
     const auto traffic = traffic_matrix(world);
 
-    CheckedPass pass = checked_pass(*strategy, config, compute, world, gather);
+    CheckedPass pass = checked_pass(*strategy, config, compute, world, gather, replay);
     ActivityScope verification_activity("verification");  // other ranks wait for rank 0 here
     progress.step_done("check", 0, 0, 0, 0);
     nlohmann::ordered_json verification = {{"checked", false}};
     bool passed = true;
     if (world.rank() == 0) {
       if (options.verify) {
-        verification = verify(pass, references.get(spec.load_balancing), tol);
+        std::unique_ptr<ReferenceOutputs> replayed;
+        if (replay) {
+          RoutingTrace trace = pass.routing.trace;
+          trace.source = "strategy " + spec.name;
+          replayed = std::make_unique<ReferenceOutputs>(run_reference_replayed(
+              config.model, config.workload, config.workload.decode_steps, spec.load_balancing,
+              *RoutingSource::from_trace(config, std::move(trace)), *options.routing));
+        }
+        verification = verify_outputs({pass.prefill, pass.decode, pass.routing}, references.get(spec.load_balancing),
+                                      replayed.get(), compute.precision());
         passed = verification["passed"].get<bool>();
       }
       if (!options.dump_dir.empty()) dump_outputs(options.dump_dir, spec.name, pass, config, dump_index);
