@@ -2,6 +2,9 @@
 // the attention block over a subset of heads with its KV cache, and a bank of experts (whole or
 // column/row sharded) that runs permuted token rows through each expert.
 #pragma once
+#include <map>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "backend/backend.hpp"
@@ -14,6 +17,24 @@ namespace moe {
 // Block [row0, +rows) x [col0, +cols) of weight (layer, kind, expert), uploaded to the device.
 DeviceMat load_weight(ComputeBackend& compute, const ModelConfig& m, int layer, WeightKind kind, int expert,
                       int64_t row0, int64_t rows, int64_t col0, int64_t cols);
+
+// Scratch shared by every block on one compute backend: layers run one after another on the compute
+// stream and each block uses its scratch only inside one call, so one buffer per purpose (sized for
+// the largest user) serves every layer. Blocks hold the arena; it is freed with the last of them.
+class ScratchArena {
+ public:
+  explicit ScratchArena(ComputeBackend& compute) : compute_(compute) {}
+  // The arena of `compute`, shared with every live block on it (made on first use).
+  static std::shared_ptr<ScratchArena> of(ComputeBackend& compute);
+  // Makes `purpose` hold at least rows x cols elements (at construction, before work is queued).
+  void reserve(const std::string& purpose, int64_t rows, int64_t cols);
+  // [rows x cols] view of the purpose's buffer; rows * cols must not exceed what was reserved.
+  Mat get(const std::string& purpose, int64_t rows, int64_t cols) const;
+
+ private:
+  ComputeBackend& compute_;
+  std::map<std::string, DeviceMat> buffers_;  // each [1 x capacity elements]
+};
 
 // Attention over heads [head0, head0+num_heads) for `num_seq` sequences with a KV cache of
 // `max_len` positions. forward() writes the partial output (these heads' contribution through the
@@ -30,7 +51,7 @@ class AttentionBlock {
   int num_heads_, head_dim_, max_len_;
   DeviceMat wq_, wk_, wv_, wo_;
   DeviceMat k_cache_, v_cache_;
-  DeviceMat q_, k_, v_, ctx_;   // [max_tokens x num_heads*head_dim] scratch
+  std::shared_ptr<ScratchArena> scratch_;  // q, k, v, ctx: [max_tokens x num_heads*head_dim]
 };
 
 // Experts `experts` of one layer, each holding W1 columns [col0, col0+cols) and the matching W2
@@ -48,7 +69,8 @@ class ExpertBank {
   ComputeBackend& compute_;
   std::vector<int> experts_;
   std::vector<DeviceMat> w1_, w2_;
-  DeviceMat hidden_;  // [max_rows x cols] scratch
+  int64_t block_rows_, cols_;              // hidden scratch: [block_rows x cols]
+  std::shared_ptr<ScratchArena> scratch_;
 };
 
 // Device matrix whose row capacity grows on demand (geometrically, so reallocation is rare):
@@ -77,7 +99,8 @@ class Gate {
   const ModelConfig& model_;
   const RoutingSource& source_;
   int layer_;
-  DeviceMat wg_, logits_;
+  DeviceMat wg_;
+  std::shared_ptr<ScratchArena> scratch_;  // logits: [max_tokens x E]
   std::vector<float> host_logits_;
 };
 
