@@ -103,6 +103,8 @@ class ComputeBackend {
   virtual void download(const Mat& src, float* host, Stream s) = 0;
   virtual void upload_index(const int32_t* host, const IndexVec& dst, Stream s) = 0;
   virtual void upload_weights(const float* host, const WeightVec& dst, Stream s) = 0;
+  virtual void download_index(const IndexVec& src, int32_t* host, Stream s) = 0;
+  virtual void download_weights(const WeightVec& src, float* host, Stream s) = 0;
 
   // ---- kernels (all on `s`, default compute) ----
   // c = a[m x k] * b[k x n] (+ c if accumulate). FP32 accumulation.
@@ -119,6 +121,12 @@ class ComputeBackend {
   // is skipped (dropped assignment). Deterministic: j ascending.
   virtual void weighted_combine(const Mat& src, const IndexVec& slot, const WeightVec& weight, int k, const Mat& dst,
                                 bool accumulate, Stream s = Stream::compute) = 0;
+  // The gate's per-token rule (routing/gate_rule.hpp) for each row t of logits [T x E]: softmax,
+  // the top_k experts by probability * multipliers[e] (ties to the lower index) into
+  // experts[t*top_k + j], and their combine weights into weights[t*top_k + j]. `multipliers` is
+  // a host vector [E]; it is copied before the call returns.
+  virtual void gate_top_k(const Mat& logits, const std::vector<double>& multipliers, int top_k, bool renormalize,
+                          const IndexVec& experts, const WeightVec& weights, Stream s = Stream::compute) = 0;
   // Causal multi-head attention with a KV cache, for `num_seq` sequences each with `past_len`
   // cached positions and `new_len` new ones. q, k_new, v_new: [num_seq*new_len x heads*head_dim],
   // sequence-major. k_cache, v_cache: [num_seq*max_len x heads*head_dim]; k_new / v_new are first

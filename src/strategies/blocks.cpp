@@ -43,6 +43,26 @@ Mat ScratchArena::get(const std::string& purpose, int64_t rows, int64_t cols) co
   return m;
 }
 
+void ScratchArena::reserve_vectors(const std::string& purpose, int64_t size) {
+  auto& v = vectors_[purpose];
+  if (v.first.view.size >= size) return;
+  compute_.synchronize_all();
+  v = {};
+  v = {compute_.alloc_index(std::max<int64_t>(size, 1)), compute_.alloc_weights(std::max<int64_t>(size, 1))};
+}
+
+IndexVec ScratchArena::index(const std::string& purpose, int64_t size) const {
+  const auto it = vectors_.find(purpose);
+  MOE_REQUIRE(it != vectors_.end() && size <= it->second.first.view.size, "scratch '" + purpose + "': index vector too small");
+  return IndexVec{it->second.first.view.data, size};
+}
+
+WeightVec ScratchArena::weights(const std::string& purpose, int64_t size) const {
+  const auto it = vectors_.find(purpose);
+  MOE_REQUIRE(it != vectors_.end() && size <= it->second.second.view.size, "scratch '" + purpose + "': weight vector too small");
+  return WeightVec{it->second.second.view.data, size};
+}
+
 AttentionBlock::AttentionBlock(ComputeBackend& compute, const ModelConfig& m, int layer, int head0, int num_heads,
                                int num_seq, int max_len, int64_t max_tokens)
     : compute_(compute), num_heads_(num_heads), head_dim_(m.head_dim), max_len_(max_len) {
@@ -123,6 +143,7 @@ Gate::Gate(ComputeBackend& compute, const ModelConfig& m, int layer, int64_t max
   wg_ = load_weight(compute, m, layer, WeightKind::gate, 0, 0, m.hidden, 0, m.experts);
   scratch_ = ScratchArena::of(compute);
   scratch_->reserve("gate.logits", max_tokens, m.experts);
+  if (source.kind() == RoutingSource::Kind::gate) scratch_->reserve_vectors("gate.choice", max_tokens * m.top_k);
 }
 
 Routing Gate::route(const Mat& z, const TokenBlock& block, const std::vector<double>& multipliers) {
@@ -130,6 +151,25 @@ Routing Gate::route(const Mat& z, const TokenBlock& block, const std::vector<dou
   MOE_REQUIRE(block.layer == layer_, "Gate::route: the token block is of another layer");
   const Mat logits = scratch_->get("gate.logits", z.rows, model_.experts);
   compute_.gemm(z, wg_.view, logits, false);
+  if (source_.kind() == RoutingSource::Kind::gate) {
+    const int k = model_.top_k;
+    const int64_t n = z.rows * k;
+    const IndexVec experts = scratch_->index("gate.choice", n);
+    const WeightVec weights = scratch_->weights("gate.choice", n);
+    compute_.gate_top_k(logits, multipliers, k, model_.renormalize, experts, weights);
+    Routing r = empty_routing(model_.experts, k);
+    r.num_tokens = static_cast<int>(z.rows);
+    r.expert.resize(static_cast<size_t>(n));
+    r.weight.resize(static_cast<size_t>(n));
+    compute_.download_index(experts, r.expert.data(), Stream::compute);
+    compute_.download_weights(weights, r.weight.data(), Stream::compute);
+    compute_.synchronize(Stream::compute);
+    for (int32_t e : r.expert) {
+      MOE_REQUIRE(e >= 0 && e < model_.experts, "Gate::route: the device gate chose expert " + std::to_string(e));
+      ++r.chosen_per_expert[e];
+    }
+    return r;
+  }
   host_logits_.resize(static_cast<size_t>(logits.elements()));
   compute_.download(logits, host_logits_.data(), Stream::compute);
   compute_.synchronize(Stream::compute);

@@ -30,10 +30,15 @@ class ScratchArena {
   void reserve(const std::string& purpose, int64_t rows, int64_t cols);
   // [rows x cols] view of the purpose's buffer; rows * cols must not exceed what was reserved.
   Mat get(const std::string& purpose, int64_t rows, int64_t cols) const;
+  // The same for int32 index and fp32 weight vectors.
+  void reserve_vectors(const std::string& purpose, int64_t size);
+  IndexVec index(const std::string& purpose, int64_t size) const;
+  WeightVec weights(const std::string& purpose, int64_t size) const;
 
  private:
   ComputeBackend& compute_;
   std::map<std::string, DeviceMat> buffers_;  // each [1 x capacity elements]
+  std::map<std::string, std::pair<DeviceIndex, DeviceWeights>> vectors_;
 };
 
 // Attention over heads [head0, head0+num_heads) for `num_seq` sequences with a KV cache of
@@ -86,8 +91,10 @@ class GrowableMat {
   DeviceMat mat_;
 };
 
-// Gate logits for rows z [T x d] through Wg (replicated), softmax on the host, then the routing
-// source's top-k choice (the gate's own, a synthetic workload's or a replayed trace's).
+// Gate logits for rows z [T x d] through Wg (replicated). Routed by the gate itself, the per-token
+// rule runs on the device and only each token's k experts and weights come back; a synthetic
+// workload or a replayed trace needs the probabilities on the host (softmax there, then the
+// source's choice).
 class Gate {
  public:
   Gate(ComputeBackend& compute, const ModelConfig& m, int layer, int64_t max_tokens, const RoutingSource& source);
@@ -100,7 +107,8 @@ class Gate {
   const RoutingSource& source_;
   int layer_;
   DeviceMat wg_;
-  std::shared_ptr<ScratchArena> scratch_;  // logits: [max_tokens x E]
+  // logits: [max_tokens x E]; the device gate's choice and weights: [max_tokens * k] each
+  std::shared_ptr<ScratchArena> scratch_;
   std::vector<float> host_logits_;
 };
 

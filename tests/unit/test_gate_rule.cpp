@@ -8,7 +8,9 @@
 #include <numeric>
 #include <vector>
 
+#include "backend/cpu/cpu_compute.hpp"
 #include "routing/gate_rule.hpp"
+#include "routing/router.hpp"
 
 using namespace moe;
 
@@ -61,4 +63,28 @@ TEST_CASE("gate_top_k: exact ties go to the lower index; multipliers steer", "[g
   gate_weights(scores.data(), experts, 2, true, weights);
   CHECK(weights[0] == 0.5f);  // the multipliers do not enter the weights
   CHECK(weights[1] == 0.5f);
+}
+
+TEST_CASE("the backend gate (cpu) routes exactly as the host router", "[gate_rule][cpu_backend]") {
+  auto c = make_cpu_compute();
+  const int T = 50, E = 9, k = 2;
+  std::vector<float> logits(T * E);
+  for (int i = 0; i < T * E; ++i) logits[i] = float(std::cos(0.37 * i) * 2);
+  std::vector<double> mult(E);
+  for (int e = 0; e < E; ++e) mult[e] = 0.8 + 0.05 * e;
+  DeviceMat l = c->alloc_mat(T, E);
+  c->upload(logits.data(), l.view, Stream::compute);
+  DeviceIndex experts = c->alloc_index(T * k);
+  DeviceWeights weights = c->alloc_weights(T * k);
+  c->gate_top_k(l.view, mult, k, true, experts.view, weights.view);
+  std::vector<int32_t> got_e(T * k);
+  std::vector<float> got_w(T * k);
+  c->download_index(experts.view, got_e.data(), Stream::compute);
+  c->download_weights(weights.view, got_w.data(), Stream::compute);
+
+  std::vector<float> probs = logits;
+  softmax_rows(probs, T, E);
+  const Routing r = route_top_k(probs, T, E, k, mult, true);
+  CHECK(got_e == r.expert);
+  CHECK(got_w == r.weight);
 }

@@ -15,6 +15,7 @@
 
 #include "backend/round16.hpp"
 #include "core/error.hpp"
+#include "routing/gate_rule.hpp"
 
 namespace moe {
 namespace {
@@ -80,6 +81,27 @@ class CpuCompute : public ComputeBackend {
   }
   void upload_weights(const float* host, const WeightVec& dst, Stream) override {
     if (dst.size) std::memcpy(dst.data, host, dst.size * 4);
+  }
+  void download_index(const IndexVec& src, int32_t* host, Stream) override {
+    if (src.size) std::memcpy(host, src.data, src.size * 4);
+  }
+  void download_weights(const WeightVec& src, float* host, Stream) override {
+    if (src.size) std::memcpy(host, src.data, src.size * 4);
+  }
+
+  void gate_top_k(const Mat& logits, const std::vector<double>& multipliers, int top_k, bool renormalize,
+                  const IndexVec& experts, const WeightVec& weights, Stream) override {
+    poll();
+    require_f32(logits, "gate logits");
+    const int64_t E = logits.cols;
+    MOE_REQUIRE(E > 0 && top_k >= 1 && top_k <= E && int64_t(multipliers.size()) == E,
+                "gate_top_k: need 1 <= top_k <= experts and one multiplier per expert");
+    MOE_REQUIRE(experts.size >= logits.rows * top_k && weights.size >= logits.rows * top_k,
+                "gate_top_k: outputs smaller than rows x top_k");
+    std::vector<float> probs(E);
+    for (int64_t t = 0; t < logits.rows; ++t)
+      gate_token(f(logits) + t * E, multipliers.data(), static_cast<int>(E), top_k, renormalize, probs.data(),
+                 experts.data + t * top_k, weights.data + t * top_k);
   }
 
   void gemm(const Mat& a, const Mat& b, const Mat& c, bool accumulate, Stream) override {

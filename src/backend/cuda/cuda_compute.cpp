@@ -329,6 +329,42 @@ void CudaComputeBackend::upload_weights(const float* host, const WeightVec& dst,
   copy_to_device(dst.data, host, dst.size * 4, stream(s));
 }
 
+void CudaComputeBackend::download_index(const IndexVec& src, int32_t* host, Stream s) {
+  MOE_REQUIRE(src.size >= 0 && (src.size == 0 || (host != nullptr && src.data != nullptr)), "download_index: bad operands");
+  if (src.size == 0) return;
+  wait_stream(s);  // the pageable copy would block the host; this wait polls NCCL errors instead
+  MOE_CUDA_CHECK(cudaMemcpyAsync(host, src.data, static_cast<size_t>(src.size) * 4, cudaMemcpyDeviceToHost, stream(s)));
+}
+
+void CudaComputeBackend::download_weights(const WeightVec& src, float* host, Stream s) {
+  MOE_REQUIRE(src.size >= 0 && (src.size == 0 || (host != nullptr && src.data != nullptr)), "download_weights: bad operands");
+  if (src.size == 0) return;
+  wait_stream(s);
+  MOE_CUDA_CHECK(cudaMemcpyAsync(host, src.data, static_cast<size_t>(src.size) * 4, cudaMemcpyDeviceToHost, stream(s)));
+}
+
+void CudaComputeBackend::gate_top_k(const Mat& logits, const std::vector<double>& multipliers, int top_k,
+                                    bool renormalize, const IndexVec& experts, const WeightVec& weights, Stream s) {
+  require_ok(cuda::check_mat(logits, dtype_, "gate logits"));
+  const int64_t E = logits.cols;
+  MOE_REQUIRE(E > 0 && top_k >= 1 && top_k <= E && int64_t(multipliers.size()) == E,
+              "gate_top_k: need 1 <= top_k <= experts and one multiplier per expert");
+  MOE_REQUIRE(experts.size >= logits.rows * top_k && weights.size >= logits.rows * top_k,
+              "gate_top_k: outputs smaller than rows x top_k");
+  if (logits.rows == 0) return;
+  if (gate_multipliers_.bytes() < E * 8) gate_multipliers_ = alloc_bytes(E * 8);
+  if (gate_probs_.bytes() < logits.elements() * 4) {
+    synchronize_all();  // no queued gate may still use the old scratch
+    gate_probs_ = DeviceBuffer{};
+    gate_probs_ = alloc_bytes(logits.elements() * 4);
+  }
+  cudaStream_t st = stream(s);
+  copy_to_device(gate_multipliers_.data(), multipliers.data(), E * 8, st);
+  cuda::launch_gate_top_k(logits.data, dtype_, logits.rows, static_cast<int>(E),
+                          static_cast<const double*>(gate_multipliers_.data()), top_k, renormalize,
+                          static_cast<float*>(gate_probs_.data()), experts.data, weights.data, st);
+}
+
 // ---- kernels ----
 
 void CudaComputeBackend::gemm(const Mat& a, const Mat& b, const Mat& c, bool accumulate, Stream s) {

@@ -55,6 +55,10 @@ class CudaComputeBackend final : public ComputeBackend {
   void download(const Mat& src, float* host, Stream s) override;
   void upload_index(const int32_t* host, const IndexVec& dst, Stream s) override;
   void upload_weights(const float* host, const WeightVec& dst, Stream s) override;
+  void download_index(const IndexVec& src, int32_t* host, Stream s) override;
+  void download_weights(const WeightVec& src, float* host, Stream s) override;
+  void gate_top_k(const Mat& logits, const std::vector<double>& multipliers, int top_k, bool renormalize,
+                  const IndexVec& experts, const WeightVec& weights, Stream s) override;
 
   void gemm(const Mat& a, const Mat& b, const Mat& c, bool accumulate, Stream s) override;
   void rms_norm(const Mat& x, const Mat& y, Stream s) override;
@@ -141,6 +145,8 @@ class CudaComputeBackend final : public ComputeBackend {
   std::map<uint64_t, cudaEvent_t> fences_;
   std::vector<cudaEvent_t> spare_fence_events_;
   uint64_t next_fence_ = 1;
+  // Device gate: the multipliers (E doubles) and fp32 probabilities scratch, grown on demand.
+  DeviceBuffer gate_multipliers_, gate_probs_;
   // Mapped pinned host memory that kernels write on a bad index; read after each synchronize.
   cuda::DeviceErrorWord* error_word_host_ = nullptr;
   cuda::DeviceErrorWord* error_word_device_ = nullptr;
