@@ -121,7 +121,7 @@ class ComputeBackend {
   // is skipped (dropped assignment). Deterministic: j ascending.
   virtual void weighted_combine(const Mat& src, const IndexVec& slot, const WeightVec& weight, int k, const Mat& dst,
                                 bool accumulate, Stream s = Stream::compute) = 0;
-  // The gate's per-token rule (routing/gate_rule.hpp) for each row t of logits [T x E]: softmax,
+  // The gate's per-token rule (core/gate_rule.hpp) for each row t of logits [T x E]: softmax,
   // the top_k experts by probability * multipliers[e] (ties to the lower index) into
   // experts[t*top_k + j], and their combine weights into weights[t*top_k + j]. `multipliers` is
   // a host vector [E]; it is copied before the call returns.

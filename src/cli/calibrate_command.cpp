@@ -15,10 +15,10 @@
 #include <sched.h>
 
 #include "backend/factory.hpp"
+#include "core/atomic_file.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "cost/cost_model.hpp"
-#include "report/npy.hpp"
 #include "routing/dispatch_plan.hpp"
 #include "routing/router.hpp"
 #include "sim/hardware.hpp"

@@ -7,10 +7,10 @@
 #include <memory>
 #include <sys/stat.h>
 
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "report/compare.hpp"
 #include "report/compare_format.hpp"
-#include "report/npy.hpp"
 
 namespace moe {
 namespace {

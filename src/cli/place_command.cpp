@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "backend/backend.hpp"
+#include "core/atomic_file.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "placement/balance_bound.hpp"
@@ -20,7 +21,6 @@
 #include "placement/placers.hpp"
 #include "placement/plan_json.hpp"
 #include "placement/plan_metrics.hpp"
-#include "report/npy.hpp"
 
 namespace moe {
 namespace {

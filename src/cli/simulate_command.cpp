@@ -9,9 +9,9 @@
 #include <set>
 #include <sstream>
 
+#include "core/atomic_file.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
-#include "report/npy.hpp"
 #include "routing/routing_source.hpp"
 #include "sim/simulate.hpp"
 

@@ -1,20 +1,18 @@
 // Config parsing (types, unknown keys, defaults), serialization with defaults filled in, and
-// validation (world-size independent, then per run: world size and per-rank memory).
+// validation that holds for any world size (runner/run_validation.hpp checks a run's world size and
+// memory).
 // Every error is a ConfigError whose path is the JSON path of the offending key.
 #include "core/config.hpp"
 
 #include <climits>
 #include <cmath>
-#include <cstdio>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
 
 #include "core/error.hpp"
-#include "cost/memory.hpp"
-#include "placement/load_profile.hpp"
-#include "placement/placement.hpp"
+#include "core/routing_distribution.hpp"
 
 namespace moe {
 namespace {
@@ -30,9 +28,6 @@ const std::vector<std::string> kTpPpKeys = {"tp", "pp", "microbatches"};
 const std::vector<std::string> kEpKeys = {"ep", "expert_tp", "chunks", "immediate_routing", "placement", "placement_profile"};
 const std::vector<std::string> kTpPpOverlap = {"none", "pipelined"};
 const std::vector<std::string> kEpOverlap = {"none", "chunked", "two_batch"};
-
-// The single-rank FP32 reference runs on the host; beyond this it is not worth attempting.
-constexpr double kReferenceLimitGb = 64;
 
 std::string join(const std::vector<std::string>& items, const char* sep) {
   std::string out;
@@ -56,7 +51,7 @@ void check_one_of(const std::string& path, const std::string& value, const std::
   throw ConfigError(path, "must be one of " + join(allowed, " | ") + ", got '" + value + "'");
 }
 
-// workload.routing: the gate, a synthetic distribution (load_profile.hpp grammar) that overrides the
+// workload.routing: the gate, a synthetic distribution (core/routing_distribution.hpp) that overrides the
 // gate's choice, or "trace:PATH[#strategy]" replaying the choices recorded in a results file.
 void check_routing(const std::string& path, const std::string& value) {
   if (value == "gate") return;
@@ -292,11 +287,6 @@ std::string num(double v) {
 void require_positive(const std::string& path, double v) {
   if (!(v > 0)) throw ConfigError(path, "must be positive, got " + num(v));
 }
-std::string gb(double bytes) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.1f GB", bytes / 1e9);
-  return buf;
-}
 
 void validate_load_balancing(const LoadBalancingConfig& lb, const std::string& path) {
   check_one_of(sub(path, "policy"), lb.policy, kPolicies);
@@ -354,12 +344,6 @@ void validate_strategy(const Config& c, const StrategyConfig& s, const std::stri
                                              " (each EP rank owns an equal contiguous block of sequences)");
   }
   validate_load_balancing(s.load_balancing, sub(path, "load_balancing"));
-}
-
-std::string dtype_label(const Config& c, int dtype_bytes) {
-  if (dtype_bytes == 4) return "fp32";
-  if (dtype_bytes == 2) return c.model.dtype == "bf16" ? "bf16" : "fp16";
-  return std::to_string(dtype_bytes) + "-byte";
 }
 
 nlohmann::ordered_json link_to_json(const LinkSpec& l, bool inter_node) {
@@ -519,34 +503,6 @@ void validate_config(const Config& c) {
   if (!std::isfinite(c.run.timeout_s) || c.run.timeout_s < 0 || c.run.timeout_s > kMaxTimeoutS)
     throw ConfigError("run.timeout_s", "must be 0 (no timeout) or a number of seconds up to " + num(kMaxTimeoutS) +
                                            ", got " + num(c.run.timeout_s));
-}
-
-void validate_for_run(const Config& c, int world_size, int dtype_bytes, const std::string& backend_name) {
-  validate_config(c);
-  MOE_REQUIRE(dtype_bytes > 0, "dtype_bytes must be positive");
-  const int64_t world = static_cast<int64_t>(c.cluster.nodes) * c.cluster.gpus_per_node;
-  if (world_size != world)
-    throw ConfigError("cluster", "the cluster has " + std::to_string(c.cluster.nodes) + " nodes x " +
-                                     std::to_string(c.cluster.gpus_per_node) + " gpus = " + std::to_string(world) +
-                                     " ranks but the run has " + std::to_string(world_size) +
-                                     "; launch with mpirun -np " + std::to_string(world));
-  const double capacity_bytes = c.cluster.gpu.memory_gb * 1e9;
-  for (size_t i = 0; i < c.strategies.size(); ++i) {
-    const MemoryEstimate est = estimate_memory(c, c.strategies[i], world_size, dtype_bytes);
-    if (static_cast<double>(est.total_bytes()) > capacity_bytes)
-      throw ConfigError("strategies[" + std::to_string(i) + "]",
-                        "strategy '" + c.strategies[i].name + "' needs " + gb(static_cast<double>(est.total_bytes())) +
-                            " per rank on backend " + backend_name + " (" + dtype_label(c, dtype_bytes) +
-                            "): " + est.describe() + " > cluster.gpu.memory_gb " + num(c.cluster.gpu.memory_gb));
-  }
-  if (c.run.verify) {
-    const MemoryEstimate ref = estimate_reference_memory(c);
-    if (static_cast<double>(ref.total_bytes()) >= kReferenceLimitGb * 1e9)
-      throw ConfigError("run.verify", "the single-rank FP32 reference needs " +
-                                          gb(static_cast<double>(ref.total_bytes())) + " (" + ref.describe() +
-                                          "), above the " + num(kReferenceLimitGb) +
-                                          " GB limit; set run.verify to false");
-  }
 }
 
 }  // namespace moe

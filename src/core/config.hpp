@@ -1,5 +1,6 @@
 // Typed configuration (model, workload, cluster, strategies, run) with defaults, parsed from JSON.
-// Parsing rejects unknown keys and wrong types; validate_config() checks everything a run depends on.
+// Parsing rejects unknown keys and wrong types; validate_config() checks what holds for any world
+// size (runner/run_validation.hpp adds the checks of one run).
 // Every error is a ConfigError naming the JSON path (e.g. "strategies[1].ep") and the reason.
 #pragma once
 #include <cstdint>
@@ -78,7 +79,7 @@ struct StrategyConfig {
   // chunked: chunks of whole sequences go on to the next layer without waiting for the other chunks.
   bool immediate_routing = true;
   std::string placement = "round_robin";
-  // Expected routing the placer plans for: a routing distribution (load_profile.hpp, e.g.
+  // Expected routing the placer plans for: a routing distribution (core/routing_distribution.hpp, e.g.
   // "zipf:1.2,local:0.8"); empty = workload.routing when that is a distribution, else uniform.
   std::string placement_profile;
   // both
@@ -118,8 +119,7 @@ nlohmann::ordered_json config_to_json(const Config& c);
 // Checks that hold for any world size and backend (positive sizes, top_k <= experts, ...).
 void validate_config(const Config& c);
 
-// Checks for a run on `world_size` ranks with activations of `dtype_bytes` bytes per element:
-// tp*pp and ep*expert_tp equal the world size, divisibility, per-rank memory fits cluster.gpu.memory_gb.
-void validate_for_run(const Config& c, int world_size, int dtype_bytes, const std::string& backend_name);
+// The values of strategies[].placement (placement/placement.hpp makes the placer of each name).
+inline std::vector<std::string> placer_names() { return {"round_robin", "balanced", "topology_aware"}; }
 
 }  // namespace moe

@@ -11,8 +11,8 @@
 
 #include "core/config.hpp"
 #include "placement/placement.hpp"
+#include "schedule/phase.hpp"
 #include "schedule/schedule.hpp"
-#include "strategies/phase.hpp"
 #include "topology/topology.hpp"
 
 namespace moe {

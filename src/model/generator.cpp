@@ -1,5 +1,5 @@
 // Deterministic weights and prompt inputs: every value is a pure function of
-// (seed, layer, kind, expert, global index), evaluated exactly as the model contract states.
+// (seed, layer, kind, expert, global index), evaluated exactly as docs/model.md states.
 #include "model/generator.hpp"
 
 #include <cmath>
@@ -8,30 +8,11 @@
 
 namespace moe {
 
-namespace {
-constexpr double kTwoPow24 = 16777216.0;  // u has 24 random bits, so it is exact in float and double
-}  // namespace
-
-uint64_t splitmix64(uint64_t x) {
-  // Unsigned arithmetic wraps modulo 2^64, which is what the contract requires.
-  x += 0x9E3779B97F4A7C15ULL;
-  uint64_t z = x;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
 uint64_t stream_id(int layer, WeightKind kind, int expert) {
   MOE_REQUIRE(layer >= 0, "layer index must be non-negative");
   MOE_REQUIRE(expert >= 0 && expert < (1 << 16), "expert index must fit in 16 bits");
   return (static_cast<uint64_t>(layer) << 32) | (static_cast<uint64_t>(kind) << 16) |
          static_cast<uint64_t>(expert);
-}
-
-uint64_t stream_key(uint64_t seed, uint64_t stream) { return splitmix64(seed ^ splitmix64(stream)); }
-
-double uniform_at(uint64_t key, uint64_t index) {
-  return (static_cast<double>(splitmix64(key + index) >> 40) + 0.5) / kTwoPow24;
 }
 
 std::vector<float> generate_block(uint64_t seed, int layer, WeightKind kind, int expert, int64_t full_rows,

@@ -1,21 +1,20 @@
-// Deterministic weights and inputs (DESIGN.md "model contract"): every value is a pure function of
-// (seed, layer, kind, expert, global index), so shards generate their own rows/columns without
-// moving weights, and strategies, backends and independent implementations agree bit for bit.
+// Deterministic weights and inputs (docs/model.md "Deterministic generation"): every value is a
+// pure function of (seed, layer, kind, expert, global index), so shards generate their own
+// rows/columns without moving weights, and strategies, backends and independent implementations
+// agree bit for bit.
 #pragma once
 #include <cstdint>
 #include <vector>
 
 #include "core/config.hpp"
+#include "core/hash.hpp"
 
 namespace moe {
 
 enum class WeightKind : uint64_t { gate = 1, w1 = 2, w2 = 3, wq = 4, wk = 5, wv = 6, wo = 7, prompt = 8 };
 
-uint64_t splitmix64(uint64_t x);
+// (layer << 32) | (kind << 16) | expert: the stream of one tensor (core/hash.hpp gives its values).
 uint64_t stream_id(int layer, WeightKind kind, int expert);
-uint64_t stream_key(uint64_t seed, uint64_t stream);
-// u in (0, 1): ((splitmix64(key + i) >> 40) + 0.5) / 2^24
-double uniform_at(uint64_t key, uint64_t index);
 
 // Block [row0, row0+rows) x [col0, col0+cols) of the full [full_rows x full_cols] tensor, row-major.
 // Values scale * (2u - 1) with scale = 1/sqrt(full_rows) (weights) or 1 (prompt).

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config.hpp"
 #include "topology/topology.hpp"
 
 namespace moe {
@@ -42,9 +43,7 @@ class Placer {
 
 // "round_robin": E <= G: expert e on rank e*G/E... see placement.cpp; E > G: ceil(E/G) per rank;
 // G > E: every rank hosts one expert, replicas spread round-robin.
-std::unique_ptr<Placer> make_placer(const std::string& name);   // throws ConfigError for unknown names
-// Defined here so that config validation (and the config fuzz target) needs no placer code.
-inline std::vector<std::string> placer_names() { return {"round_robin", "balanced", "topology_aware"}; }
+std::unique_ptr<Placer> make_placer(const std::string& name);   // placer_names(); throws ConfigError for others
 
 // Checks the invariants every placement must satisfy (every expert placed, slot bounds,
 // replicas/slots consistent). Throws Error naming the layer and expert.

@@ -6,8 +6,8 @@
 #include <set>
 #include <sstream>
 
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
-#include "report/npy.hpp"
 
 namespace moe {
 namespace {

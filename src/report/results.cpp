@@ -177,4 +177,19 @@ void print_table(std::ostream& out, const nlohmann::ordered_json& r) {
   }
 }
 
+nlohmann::ordered_json compare_strategies(const nlohmann::ordered_json& strategies) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  if (strategies.size() < 2) return out;
+  const auto& base = strategies[0];
+  auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+  for (size_t i = 1; i < strategies.size(); ++i) {
+    const auto& s = strategies[i];
+    out.push_back({{"name", s["name"]}, {"vs", base["name"]},
+                   {"tps_ratio", ratio(s["decode"]["tokens_per_s"], base["decode"]["tokens_per_s"])},
+                   {"tpot_ratio", ratio(base["decode"]["tpot_ms"]["mean"], s["decode"]["tpot_ms"]["mean"])},
+                   {"prefill_tps_ratio", ratio(s["prefill"]["tokens_per_s"], base["prefill"]["tokens_per_s"])}});
+  }
+  return out;
+}
+
 }  // namespace moe

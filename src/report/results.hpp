@@ -37,6 +37,10 @@ std::string utc_timestamp();
 nlohmann::ordered_json make_results(const RunContext& ctx, const Config& config, const nlohmann::ordered_json& strategies,
                                     const nlohmann::ordered_json& comparison);
 
+// The comparison section: every strategy after the first against the first (the baseline):
+// [{name, vs, tps_ratio, tpot_ratio, prefill_tps_ratio}].
+nlohmann::ordered_json compare_strategies(const nlohmann::ordered_json& strategies);
+
 // Results of a run that failed or was interrupted (--keep-partial): "status": "failed", the
 // reason, and the strategies that completed.
 nlohmann::ordered_json make_failed_results(const RunContext& ctx, const Config& config,

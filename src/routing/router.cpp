@@ -7,7 +7,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
-#include "routing/gate_rule.hpp"
+#include "core/gate_rule.hpp"
 
 namespace moe {
 

@@ -1,6 +1,6 @@
-// Gate -> top-k routing, capacity drops and the load-balancing multipliers (DESIGN.md "MoE" and
-// "Load balancing"). Pure host code shared by the reference and every strategy, so the routing
-// rules are written once and tested on the CPU.
+// Gate -> top-k routing, capacity drops and the load-balancing multipliers (docs/model.md "MoE
+// layer", "Load balancing" and "Capacity"). Pure host code shared by the reference and every
+// strategy, so the routing rules are written once and tested on the CPU.
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -5,7 +5,7 @@
 #include <cstdio>
 
 #include "core/error.hpp"
-#include "model/generator.hpp"
+#include "core/hash.hpp"
 
 namespace moe {
 namespace {

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/config.hpp"
-#include "placement/load_profile.hpp"
+#include "core/routing_distribution.hpp"
 #include "routing/router.hpp"
 
 namespace moe {

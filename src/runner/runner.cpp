@@ -7,19 +7,19 @@
 #include <functional>
 #include <iostream>
 
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "core/watchdog.hpp"
 #include "cost/memory.hpp"
 #include "placement/strategy_plan.hpp"
-#include "report/npy.hpp"
-#include "report/trace.hpp"
 #include "runner/efficiency.hpp"
-#include "runner/progress.hpp"
 #include "runner/load_report.hpp"
+#include "runner/progress.hpp"
 #include "runner/reference_cache.hpp"
+#include "runner/stats.hpp"
+#include "runner/trace.hpp"
 #include "runner/traffic_report.hpp"
 #include "runner/verification.hpp"
-#include "runner/stats.hpp"
 #include "strategies/strategy.hpp"
 
 namespace moe {
@@ -356,21 +356,6 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
   }
   if (options.trace) outcome.trace = recorder.gather(world, topo);
   return outcome;
-}
-
-nlohmann::ordered_json compare_strategies(const nlohmann::ordered_json& strategies) {
-  nlohmann::ordered_json out = nlohmann::ordered_json::array();
-  if (strategies.size() < 2) return out;
-  const auto& base = strategies[0];
-  auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
-  for (size_t i = 1; i < strategies.size(); ++i) {
-    const auto& s = strategies[i];
-    out.push_back({{"name", s["name"]}, {"vs", base["name"]},
-                   {"tps_ratio", ratio(s["decode"]["tokens_per_s"], base["decode"]["tokens_per_s"])},
-                   {"tpot_ratio", ratio(base["decode"]["tpot_ms"]["mean"], s["decode"]["tpot_ms"]["mean"])},
-                   {"prefill_tps_ratio", ratio(s["prefill"]["tokens_per_s"], base["prefill"]["tokens_per_s"])}});
-  }
-  return out;
 }
 
 }  // namespace moe

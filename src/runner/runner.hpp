@@ -44,8 +44,4 @@ struct RunOutcome {
 // Collective over `world`. Results are complete on world rank 0.
 RunOutcome run_strategies(const Config& config, const RunOptions& options, ComputeBackend& compute, Comm& world);
 
-// proposed-vs-baseline ratios for every ordered pair where the first strategy is not the first
-// listed one: [{name, vs, tps_ratio, tpot_ratio, prefill_tps_ratio}].
-nlohmann::ordered_json compare_strategies(const nlohmann::ordered_json& strategies);
-
 }  // namespace moe

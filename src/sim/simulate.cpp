@@ -13,7 +13,6 @@
 #include "cost/roofline.hpp"
 #include "report/results.hpp"
 #include "routing/router.hpp"
-#include "runner/runner.hpp"
 #include "sim/assumed_routing.hpp"
 #include "sim/simulator.hpp"
 

@@ -11,7 +11,7 @@
 #include "core/config.hpp"
 #include "placement/placement.hpp"
 #include "routing/routing_source.hpp"
-#include "strategies/phase.hpp"
+#include "schedule/phase.hpp"
 #include "topology/topology.hpp"
 
 namespace moe {

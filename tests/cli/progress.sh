@@ -36,7 +36,7 @@ import json, struct, sys
 d = sys.argv[1]
 index = json.load(open(f"{d}/index.json"))
 assert index["reference_of"] == {"baseline": "reference", "proposed": "reference-paper"}, index["reference_of"]
-def npy(path):  # float32, C order (report/npy.cpp)
+def npy(path):  # float32, C order (core/atomic_file.cpp)
     raw = open(path, "rb").read()
     header_len = struct.unpack("<H", raw[8:10])[0]
     body = raw[10 + header_len:]

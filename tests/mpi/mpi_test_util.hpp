@@ -12,6 +12,7 @@
 #include "backend/factory.hpp"
 #include "core/config.hpp"
 #include "routing/routing_source.hpp"
+#include "runner/run_validation.hpp"
 #include "runner/runner.hpp"
 
 namespace moe::testing {

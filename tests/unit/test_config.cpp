@@ -8,6 +8,7 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "expect_config_error.hpp"
+#include "runner/run_validation.hpp"
 
 using moe::Config;
 using moe::ConfigError;

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_compute.hpp"
-#include "routing/gate_rule.hpp"
+#include "core/gate_rule.hpp"
 #include "routing/router.hpp"
 
 using namespace moe;

@@ -10,10 +10,10 @@
 
 #include "core/config.hpp"
 #include "routing/router.hpp"
+#include "schedule/phase.hpp"
 #include "schedule/schedule.hpp"
 #include "sim/hardware.hpp"
 #include "sim/simulate.hpp"
-#include "strategies/phase.hpp"
 
 using moe::OverlapMode;
 using moe::Schedule;

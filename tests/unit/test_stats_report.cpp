@@ -7,7 +7,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "report/npy.hpp"
+#include "core/atomic_file.hpp"
 #include "report/results.hpp"
 #include "runner/runner.hpp"
 #include "runner/stats.hpp"

@@ -15,7 +15,7 @@
 
 #include "backend/round16.hpp"
 #include "core/error.hpp"
-#include "routing/gate_rule.hpp"
+#include "core/gate_rule.hpp"
 
 namespace moe {
 namespace {

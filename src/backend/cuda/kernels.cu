@@ -7,7 +7,7 @@
 #include "backend/cuda/device_common.cuh"
 #include "backend/cuda/kernels.hpp"
 #include "core/error.hpp"
-#include "routing/gate_rule.hpp"
+#include "core/gate_rule.hpp"
 
 namespace moe {
 namespace cuda {

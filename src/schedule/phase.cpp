@@ -1,5 +1,5 @@
 // Phase names, span recording and the overlap arithmetic on spans.
-#include "strategies/phase.hpp"
+#include "schedule/phase.hpp"
 
 #include <algorithm>
 

@@ -1,5 +1,5 @@
 // Chrome trace-event output of the stage spans (see trace.hpp).
-#include "report/trace.hpp"
+#include "runner/trace.hpp"
 
 #include <cmath>
 #include <cstring>

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.hpp"
-#include "strategies/phase.hpp"
+#include "schedule/phase.hpp"
 #include "topology/topology.hpp"
 
 namespace moe {

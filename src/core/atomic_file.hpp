@@ -1,4 +1,5 @@
-// NumPy .npy writer (format 1.0, little-endian float32, C order) for output dumps.
+// Files written atomically (temp file + rename, removed when the job aborts): any text, and NumPy
+// .npy arrays (format 1.0, little-endian float32, C order) for output dumps.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -1,5 +1,5 @@
-// .npy encoding and atomic file writes.
-#include "report/npy.hpp"
+// Atomic file writes and the .npy encoding.
+#include "core/atomic_file.hpp"
 
 #include <unistd.h>
 
