@@ -286,7 +286,8 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
     const int64_t prefill_tokens = int64_t(config.workload.batch_sequences) * config.workload.prompt_tokens;
     const double decode_total_s = [&] { double s = 0; for (double v : times.decode_ms) s += v; return s / 1e3; }();
     const double flops_per_iter = double(flops[0]) / iters;
-    const MemoryEstimate est = estimate_memory(config, spec, world.size(), dtype_bytes(compute.dtype()));
+    MemoryEstimate est = estimate_memory(config, spec, world.size(), dtype_bytes(compute.dtype()));
+    if (compute.name() == "cuda") add_cuda_runtime(est, spec);
 
     nlohmann::ordered_json r;
     r["name"] = spec.name;
@@ -322,7 +323,7 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
     r["memory"] = {{"peak_allocated_bytes_max", int64_t(mem[0])}, {"peak_allocated_bytes_mean", int64_t(mem_sum[0] / world.size())},
                    {"estimate_bytes", est.total_bytes()}, {"estimate_weights_bytes", est.weights_bytes},
                    {"estimate_kv_cache_bytes", est.kv_cache_bytes}, {"estimate_activations_bytes", est.activations_bytes},
-                   {"estimate_comm_buffers_bytes", est.comm_buffers_bytes}};
+                   {"estimate_comm_buffers_bytes", est.comm_buffers_bytes}, {"estimate_runtime_bytes", est.runtime_bytes}};
     r["efficiency"] = efficiency_json(config, spec, topo, world.size(), dtype_bytes(compute.dtype()),
                                       placement_used ? *placement_used : Placement{}, prefill_s.mean / 1e3, tpot.mean / 1e3, flops_per_iter,
                                       kept_assignments(pass.routing.chosen_by_source, pass.routing.dropped_by_source));
