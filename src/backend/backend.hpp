@@ -79,6 +79,11 @@ struct Event {
   int id = -1;
 };
 
+// One product of a grouped_gemm: c = a * b, shapes as for ComputeBackend::gemm.
+struct GemmProblem {
+  Mat a, b, c;
+};
+
 class ComputeBackend {
  public:
   virtual ~ComputeBackend() = default;
@@ -109,6 +114,12 @@ class ComputeBackend {
   // ---- kernels (all on `s`, default compute) ----
   // c = a[m x k] * b[k x n] (+ c if accumulate). FP32 accumulation.
   virtual void gemm(const Mat& a, const Mat& b, const Mat& c, bool accumulate, Stream s = Stream::compute) = 0;
+  // Every problem's product (+ c if accumulate). Backends that can issue them as one grouped call do
+  // (CUDA: cublasGemmGroupedBatchedEx, one launch for all local experts); the default issues them
+  // one by one. The problems' c must not overlap.
+  virtual void grouped_gemm(const std::vector<GemmProblem>& problems, bool accumulate, Stream s = Stream::compute) {
+    for (const GemmProblem& p : problems) gemm(p.a, p.b, p.c, accumulate, s);
+  }
   // y = x / sqrt(mean(x^2) + eps) per row (no learned scale). x and y may alias.
   virtual void rms_norm(const Mat& x, const Mat& y, Stream s = Stream::compute) = 0;
   virtual void silu(const Mat& x, Stream s = Stream::compute) = 0;                  // in place

@@ -108,20 +108,33 @@ ExpertBank::ExpertBank(ComputeBackend& compute, const ModelConfig& m, int layer,
 
 void ExpertBank::run(const Mat& x, const std::vector<int64_t>& rows_per_expert, const Mat& out) {
   MOE_REQUIRE(rows_per_expert.size() == experts_.size(), "expert bank: one row count per hosted expert");
-  int64_t row = 0;
-  const int64_t block = block_rows_;
+  // Segments (expert, rows) are packed into the hidden scratch of block_rows_ rows; each full pack is
+  // one grouped product through W1, one silu and one grouped product through W2 (one launch each
+  // on CUDA). An expert with more rows than the scratch is split over packs (rows are independent).
+  std::vector<GemmProblem> first, second;
+  int64_t row = 0, packed = 0;
+  auto flush = [&] {
+    if (packed == 0) return;
+    compute_.grouped_gemm(first, false);
+    compute_.silu(scratch_->get("expert.hidden", packed, cols_));
+    compute_.grouped_gemm(second, false);
+    first.clear();
+    second.clear();
+    packed = 0;
+  };
   for (size_t i = 0; i < experts_.size(); ++i) {
-    // Rows beyond the scratch size are processed in blocks (rows are independent).
     for (int64_t done = 0; done < rows_per_expert[i];) {
-      const int64_t n = std::min(block, rows_per_expert[i] - done);
-      const Mat h = scratch_->get("expert.hidden", n, cols_);
-      compute_.gemm(x.slice_rows(row, n), w1_[i].view, h, false);
-      compute_.silu(h);
-      compute_.gemm(h, w2_[i].view, out.slice_rows(row, n), false);
+      if (packed == block_rows_) flush();
+      const int64_t n = std::min(block_rows_ - packed, rows_per_expert[i] - done);
+      const Mat h = scratch_->get("expert.hidden", packed + n, cols_).slice_rows(packed, n);
+      first.push_back(GemmProblem{x.slice_rows(row, n), w1_[i].view, h});
+      second.push_back(GemmProblem{h, w2_[i].view, out.slice_rows(row, n)});
+      packed += n;
       row += n;
       done += n;
     }
   }
+  flush();
   MOE_REQUIRE(row <= x.rows && row <= out.rows, "expert bank: row counts exceed the input");
 }
 

@@ -389,6 +389,57 @@ void CudaComputeBackend::gemm(const Mat& a, const Mat& b, const Mat& c, bool acc
   flops_ += 2 * m * n * k;
 }
 
+// Products of different shapes (one per local expert) in one cublasGemmGroupedBatchedEx call: one
+// group per product, each issued as the column-major transpose like gemm(). Operand pointers go to
+// the device through the pinned ring; the shape arrays stay on the host.
+void CudaComputeBackend::grouped_gemm(const std::vector<GemmProblem>& problems, bool accumulate, Stream s) {
+  std::vector<const GemmProblem*> live;
+  for (const GemmProblem& p : problems) {
+    require_ok(cuda::check_mat(p.a, dtype_, "grouped_gemm a"));
+    require_ok(cuda::check_mat(p.b, dtype_, "grouped_gemm b"));
+    require_ok(cuda::check_mat(p.c, dtype_, "grouped_gemm c"));
+    require_ok(cuda::check_gemm(p.a, p.b, p.c));
+    if (p.a.rows == 0 || p.b.cols == 0) continue;
+    if (p.a.cols == 0) {
+      if (!accumulate) zero(p.c, s);
+      continue;
+    }
+    live.push_back(&p);
+  }
+  if (live.size() == 1) return gemm(live[0]->a, live[0]->b, live[0]->c, accumulate, s);
+  const cudaDataType_t type = cuda::cuda_data_type(dtype_);
+  for (size_t first = 0; first < live.size(); first += size_t(cuda::kMaxGemmBatch)) {
+    const int count = static_cast<int>(std::min<size_t>(live.size() - first, size_t(cuda::kMaxGemmBatch)));
+    std::vector<cublasOperation_t> op(count, CUBLAS_OP_N);
+    std::vector<int> m(count), n(count), k(count), lda(count), ldb(count), ldc(count), group_size(count, 1);
+    std::vector<float> alpha(count, 1.0f), beta(count, accumulate ? 1.0f : 0.0f);
+    std::vector<const void*> pointers(3 * size_t(count));
+    for (int i = 0; i < count; ++i) {
+      const GemmProblem& p = *live[first + i];
+      const cuda::ColumnMajorGemm g = cuda::row_major_gemm(p.a.rows, p.b.cols, p.a.cols);
+      m[i] = static_cast<int>(g.m), n[i] = static_cast<int>(g.n), k[i] = static_cast<int>(g.k);
+      lda[i] = static_cast<int>(g.lda), ldb[i] = static_cast<int>(g.ldb), ldc[i] = static_cast<int>(g.ldc);
+      pointers[i] = p.b.data;              // cuBLAS's first operand: B (see row_major_gemm)
+      pointers[count + i] = p.a.data;
+      pointers[2 * size_t(count) + i] = p.c.data;
+      flops_ += 2 * p.a.rows * p.b.cols * p.a.cols;
+    }
+    DeviceBuffer& dev = grouped_pointers_[static_cast<int>(s)];
+    const int64_t bytes = int64_t(pointers.size() * sizeof(void*));
+    if (dev.bytes() < bytes) {
+      synchronize(s);  // no queued call on this stream may still read the old array
+      dev = DeviceBuffer{};
+      dev = alloc_bytes(bytes);
+    }
+    copy_to_device(dev.data(), pointers.data(), bytes, stream(s));
+    auto** dp = static_cast<const void**>(dev.data());
+    MOE_CUBLAS_CHECK(cublasGemmGroupedBatchedEx(blas(s), op.data(), op.data(), m.data(), n.data(), k.data(), alpha.data(),
+                                                dp, type, lda.data(), dp + count, type, ldb.data(), beta.data(),
+                                                const_cast<void* const*>(reinterpret_cast<const void* const*>(dp + 2 * count)),
+                                                type, ldc.data(), count, group_size.data(), CUBLAS_COMPUTE_32F));
+  }
+}
+
 void CudaComputeBackend::rms_norm(const Mat& x, const Mat& y, Stream s) {
   require_ok(cuda::check_mat(x, dtype_, "rms_norm x"));
   require_ok(cuda::check_mat(y, dtype_, "rms_norm y"));

@@ -61,6 +61,7 @@ class CudaComputeBackend final : public ComputeBackend {
                   const IndexVec& experts, const WeightVec& weights, Stream s) override;
 
   void gemm(const Mat& a, const Mat& b, const Mat& c, bool accumulate, Stream s) override;
+  void grouped_gemm(const std::vector<GemmProblem>& problems, bool accumulate, Stream s) override;
   void rms_norm(const Mat& x, const Mat& y, Stream s) override;
   void silu(const Mat& x, Stream s) override;
   void add(const Mat& y, const Mat& x, Stream s) override;
@@ -147,6 +148,8 @@ class CudaComputeBackend final : public ComputeBackend {
   uint64_t next_fence_ = 1;
   // Device gate: the multipliers (E doubles) and fp32 probabilities scratch, grown on demand.
   DeviceBuffer gate_multipliers_, gate_probs_;
+  // grouped_gemm's device pointer arrays, one per stream (a stream's calls are ordered on it).
+  std::array<DeviceBuffer, kNumStreams> grouped_pointers_;
   // Mapped pinned host memory that kernels write on a bad index; read after each synchronize.
   cuda::DeviceErrorWord* error_word_host_ = nullptr;
   cuda::DeviceErrorWord* error_word_device_ = nullptr;
