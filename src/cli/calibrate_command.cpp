@@ -149,36 +149,30 @@ std::vector<DeviceMat> cold_pool(ComputeBackend& cpu, int64_t rows, int64_t cols
   return pool;
 }
 
-int run_calibrate(const CalibrateArgs& a, MpiSession& mpi) {
-  Config c;
-  if (!a.config_path.empty()) c = load_config_file(a.config_path);
-  Backends b = make_backends("cpu", "fp32");
-  ComputeBackend& cpu = *b.compute;
-  Comm& world = *b.world;
-  const int n = world.size();
-  const Shapes s = a.config_path.empty() ? Shapes{} : shapes_of(c, n);
-  const double budget = a.budget_ms;
-  // Compute rates are per core: with more ranks than cores only `cores` ranks measure at once, and
-  // the profile's shared_cores lets the time model share the cores among the ranks of a step.
-  const int cores = available_cores();
-  const bool computing = world.rank() < cores;
-  auto compute_ms = [&](const std::function<void()>& fn) { return time_ms(world, budget, fn, computing); };
-  const int eb = 4;
-  nlohmann::ordered_json report;
-  HardwareProfile p;
-  p.name = "calibrated";
-  p.description = "measured by moe-bench calibrate on " + std::to_string(n) + " ranks (CPU backend, fp32, MPI)";
-  p.gpu_name = "CPU (OpenBLAS fp32)";
-  p.gemm_efficiency = p.attention_efficiency = p.hbm_efficiency = 1;
-  p.host_sync_us = 0;
-  p.shared_cores = n > cores ? cores : 0;
+// What every measurement of one calibration shares: the CPU backend, the world, the shapes and
+// the time budget. Compute rates are per core: with more ranks than cores only `cores` ranks
+// measure at once (`computing`), and the profile's shared_cores lets the time model share the
+// cores among the ranks of a step.
+struct Calibration {
+  ComputeBackend& cpu;
+  Comm& world;
+  Shapes s;
+  double budget = 0;
+  int cores = 1;
+  bool computing = true;
+  static constexpr int eb = 4;   // fp32
 
-  // Launch overhead: a one-element add.
-  DeviceMat one = filled(cpu, 1, 1);
-  p.kernel_overhead_us = 1e3 * compute_ms([&] { cpu.add(one.view, one.view); });
+  double compute_ms(const std::function<void()>& fn) const { return time_ms(world, budget, fn, computing); }
+};
 
-  // GEMMs on every [k x n] the strategies use (whole and tp-sharded weights), m from 1 to a whole
-  // prefill in powers of two: the table the time model interpolates, and a roofline fit of it.
+// GEMMs on every [k x n] the strategies use (whole and tp-sharded weights), m from 1 to a whole
+// prefill in powers of two: the table the time model interpolates, and a roofline fit of it.
+void measure_gemm(const Calibration& cal, const Config& c, HardwareProfile& p, nlohmann::ordered_json& report) {
+  ComputeBackend& cpu = cal.cpu;
+  const int n = cal.world.size();
+  const Shapes& s = cal.s;
+  const int eb = cal.eb;
+  auto compute_ms = [&](const std::function<void()>& fn) { return cal.compute_ms(fn); };
   std::vector<Sample> g;
   std::vector<std::pair<int64_t, int64_t>> kn = {{s.d, s.f}, {s.f, s.d}, {s.d, s.H * s.D}, {s.H * s.D, s.d}, {s.d, s.E}};
   for (const StrategyConfig& st : c.strategies)
@@ -211,117 +205,171 @@ int run_calibrate(const CalibrateArgs& a, MpiSession& mpi) {
   gr.tflops = gf[0] / 1e9;
   gr.gb_s = gf[1] / 1e6;
   report["gemm"] = {{"roofline_fit_rms_rel_error", gf[2]}, {"table_entries", p.gemm_table.size()}};
+}
 
-  // Attention: prefill (new_len = prompt) and decode (new_len = 1 after the prompt) shapes.
-  {
-    const int max_len = static_cast<int>(s.prompt + 1);
-    const int64_t hd = s.H * s.D;
-    const auto kc = cold_pool(cpu, s.seqs * max_len, hd), vc = cold_pool(cpu, s.seqs * max_len, hd);  // KV caches of many layers
-    size_t next = 0;
-    std::vector<Sample> at;
-    for (int new_len : {static_cast<int>(s.prompt), 1}) {
-      const int past = new_len == 1 ? static_cast<int>(s.prompt) : 0;
-      DeviceMat q = filled(cpu, s.seqs * new_len, hd), o = filled(cpu, s.seqs * new_len, hd);
-      const Kernel kk = attention_kernel(s.seqs, s.H, s.D, new_len, past, eb);
-      at.push_back({kk.flops, kk.bytes, compute_ms([&] {
-                      cpu.attention(q.view, q.view, q.view, kc[next].view, vc[next].view, static_cast<int>(s.seqs), past,
-                                    new_len, max_len, static_cast<int>(s.H), static_cast<int>(s.D), o.view);
-                      next = (next + 1) % kc.size();
-                    })});
-    }
-    const auto af = fit_roofline(at, p.kernel_overhead_us * 1e-3);
-    p.kernels[static_cast<int>(KernelKind::attention)] = {af[0] / 1e9, af[1] / 1e6, 0};
-    report["attention"] = {{"rms_rel_error", af[2]}};
+// Attention: prefill (new_len = prompt) and decode (new_len = 1 after the prompt) shapes.
+void measure_attention(const Calibration& cal, HardwareProfile& p, nlohmann::ordered_json& report) {
+  ComputeBackend& cpu = cal.cpu;
+  const Shapes& s = cal.s;
+  const int eb = cal.eb;
+  auto compute_ms = [&](const std::function<void()>& fn) { return cal.compute_ms(fn); };
+  const int max_len = static_cast<int>(s.prompt + 1);
+  const int64_t hd = s.H * s.D;
+  const auto kc = cold_pool(cpu, s.seqs * max_len, hd), vc = cold_pool(cpu, s.seqs * max_len, hd);  // KV caches of many layers
+  size_t next = 0;
+  std::vector<Sample> at;
+  for (int new_len : {static_cast<int>(s.prompt), 1}) {
+    const int past = new_len == 1 ? static_cast<int>(s.prompt) : 0;
+    DeviceMat q = filled(cpu, s.seqs * new_len, hd), o = filled(cpu, s.seqs * new_len, hd);
+    const Kernel kk = attention_kernel(s.seqs, s.H, s.D, new_len, past, eb);
+    at.push_back({kk.flops, kk.bytes, compute_ms([&] {
+                    cpu.attention(q.view, q.view, q.view, kc[next].view, vc[next].view, static_cast<int>(s.seqs), past,
+                                  new_len, max_len, static_cast<int>(s.H), static_cast<int>(s.D), o.view);
+                    next = (next + 1) % kc.size();
+                  })});
   }
+  const auto af = fit_roofline(at, p.kernel_overhead_us * 1e-3);
+  p.kernels[static_cast<int>(KernelKind::attention)] = {af[0] / 1e9, af[1] / 1e6, 0};
+  report["attention"] = {{"rms_rel_error", af[2]}};
+}
 
-  // Memory-bound kernels at the prefill size (bytes as the cost model counts them).
-  {
-    const int64_t rows = std::max<int64_t>(1, s.seqs * s.prompt), arows = rows * s.k;
-    DeviceMat x = filled(cpu, arows, s.d), y = filled(cpu, arows, s.d), h = filled(cpu, arows, s.f);
-    DeviceIndex idx = cpu.alloc_index(arows);
-    std::vector<int32_t> hidx(arows);
-    std::mt19937 rng(1);
-    for (auto& v : hidx) v = static_cast<int32_t>(rng() % rows);
-    cpu.upload_index(hidx.data(), idx.view, Stream::compute);
-    DeviceWeights w = cpu.alloc_weights(arows);
-    const Mat xr = x.slice_rows(0, rows), yr = y.slice_rows(0, rows);
-    const double o = p.kernel_overhead_us * 1e-3;
-    auto rate = [&](KernelKind kind, double bytes, const std::function<void()>& fn) {
-      const double ms = compute_ms(fn);
-      p.kernels[static_cast<int>(kind)].gb_s = bytes / std::max(1e-6, ms - o) / 1e6;
-    };
-    const double rd = double(rows) * s.d * eb;
-    rate(KernelKind::rms_norm, 2 * rd, [&] { cpu.rms_norm(xr, yr); });
-    rate(KernelKind::add, 3 * rd, [&] { cpu.add(yr, xr); });
-    rate(KernelKind::copy, 2 * rd, [&] { cpu.copy(xr, yr); });
-    rate(KernelKind::gather, 2 * rd * s.k, [&] { cpu.gather_rows(xr, idx.view, y.view); });
-    rate(KernelKind::combine, rd * s.k + rd, [&] { cpu.weighted_combine(x.view, idx.view, w.view, int(s.k), yr, false); });
-    rate(KernelKind::silu, 2.0 * arows * s.f * eb, [&] { cpu.silu(h.view); });
-    std::vector<float> host(static_cast<size_t>(arows * s.d));
-    rate(KernelKind::upload, double(arows) * s.d * eb, [&] { cpu.upload(host.data(), x.view, Stream::compute); });
-    rate(KernelKind::download, double(arows) * s.d * eb, [&] { cpu.download(x.view, host.data(), Stream::compute); });
-    // Host routing: softmax + top-k per logit, and plan building per assignment.
-    std::vector<float> logits(static_cast<size_t>(rows * s.E));
-    for (auto& v : logits) v = float(rng() % 1000) / 1000.0f;
-    const std::vector<double> mult(s.E, 1.0);
-    double ms = compute_ms([&] {
-      std::vector<float> l = logits;
-      softmax_rows(l, int(rows), int(s.E));
-      route_top_k(l, int(rows), int(s.E), int(s.k), mult, true);
-    });
-    p.kernels[static_cast<int>(KernelKind::host_route)].ns_per_item = ms * 1e6 / double(rows * s.E);
-    const Routing r = route_top_k(logits, int(rows), int(s.E), int(s.k), mult, true);
-    ms = compute_ms([&] { make_local_plan(r, int(s.E)); });
-    p.kernels[static_cast<int>(KernelKind::host_plan)].ns_per_item = ms * 1e6 / double(arows);
-  }
+// Memory-bound kernels at the prefill size (bytes as the cost model counts them).
+void measure_memory_kernels(const Calibration& cal, HardwareProfile& p) {
+  ComputeBackend& cpu = cal.cpu;
+  const Shapes& s = cal.s;
+  const int eb = cal.eb;
+  auto compute_ms = [&](const std::function<void()>& fn) { return cal.compute_ms(fn); };
+  const int64_t rows = std::max<int64_t>(1, s.seqs * s.prompt), arows = rows * s.k;
+  DeviceMat x = filled(cpu, arows, s.d), y = filled(cpu, arows, s.d), h = filled(cpu, arows, s.f);
+  DeviceIndex idx = cpu.alloc_index(arows);
+  std::vector<int32_t> hidx(arows);
+  std::mt19937 rng(1);
+  for (auto& v : hidx) v = static_cast<int32_t>(rng() % rows);
+  cpu.upload_index(hidx.data(), idx.view, Stream::compute);
+  DeviceWeights w = cpu.alloc_weights(arows);
+  const Mat xr = x.slice_rows(0, rows), yr = y.slice_rows(0, rows);
+  const double o = p.kernel_overhead_us * 1e-3;
+  auto rate = [&](KernelKind kind, double bytes, const std::function<void()>& fn) {
+    const double ms = compute_ms(fn);
+    p.kernels[static_cast<int>(kind)].gb_s = bytes / std::max(1e-6, ms - o) / 1e6;
+  };
+  const double rd = double(rows) * s.d * eb;
+  rate(KernelKind::rms_norm, 2 * rd, [&] { cpu.rms_norm(xr, yr); });
+  rate(KernelKind::add, 3 * rd, [&] { cpu.add(yr, xr); });
+  rate(KernelKind::copy, 2 * rd, [&] { cpu.copy(xr, yr); });
+  rate(KernelKind::gather, 2 * rd * s.k, [&] { cpu.gather_rows(xr, idx.view, y.view); });
+  rate(KernelKind::combine, rd * s.k + rd, [&] { cpu.weighted_combine(x.view, idx.view, w.view, int(s.k), yr, false); });
+  rate(KernelKind::silu, 2.0 * arows * s.f * eb, [&] { cpu.silu(h.view); });
+  std::vector<float> host(static_cast<size_t>(arows * s.d));
+  rate(KernelKind::upload, double(arows) * s.d * eb, [&] { cpu.upload(host.data(), x.view, Stream::compute); });
+  rate(KernelKind::download, double(arows) * s.d * eb, [&] { cpu.download(x.view, host.data(), Stream::compute); });
+}
 
-  // Memory bandwidth (STREAM-like copy of 64 MB), informational: every kernel has its own rate.
-  {
-    const int64_t cols = 1 << 14, rows = 1024;
-    DeviceMat src = filled(cpu, rows, cols), dst = filled(cpu, rows, cols);
-    const double ms = compute_ms([&] { cpu.copy(src.view, dst.view); });
-    p.hbm_gb_s = 2.0 * rows * cols * eb / ms / 1e6;
-  }
+// Host routing at the prefill size: softmax + top-k per logit, and plan building per assignment.
+void measure_host_routing(const Calibration& cal, HardwareProfile& p) {
+  const Shapes& s = cal.s;
+  auto compute_ms = [&](const std::function<void()>& fn) { return cal.compute_ms(fn); };
+  const int64_t rows = std::max<int64_t>(1, s.seqs * s.prompt), arows = rows * s.k;
+  std::mt19937 rng(1);
+  for (int64_t i = 0; i < arows; ++i) rng();  // the same logits as ever: the gather indices drew first
+  std::vector<float> logits(static_cast<size_t>(rows * s.E));
+  for (auto& v : logits) v = float(rng() % 1000) / 1000.0f;
+  const std::vector<double> mult(s.E, 1.0);
+  double ms = compute_ms([&] {
+    std::vector<float> l = logits;
+    softmax_rows(l, int(rows), int(s.E));
+    route_top_k(l, int(rows), int(s.E), int(s.k), mult, true);
+  });
+  p.kernels[static_cast<int>(KernelKind::host_route)].ns_per_item = ms * 1e6 / double(rows * s.E);
+  const Routing r = route_top_k(logits, int(rows), int(s.E), int(s.k), mult, true);
+  ms = compute_ms([&] { make_local_plan(r, int(s.E)); });
+  p.kernels[static_cast<int>(KernelKind::host_plan)].ns_per_item = ms * 1e6 / double(arows);
+}
 
-  // MPI: p2p ping-pong between ranks 0 and 1, all-to-all and all-reduce at a few sizes.
-  if (n > 1) {
-    std::vector<std::pair<double, double>> p2p, a2a, ar;
-    for (int64_t r : {int64_t(1), int64_t(64), int64_t(1024)}) {
-      DeviceMat m = filled(cpu, r, s.d);
-      const int me = world.rank();
-      const double rt = time_ms(world, budget, [&] {
-        if (me == 0) {
-          world.send(m.view, 1, Stream::compute);
-          world.recv(m.view, 1, Stream::compute);
-        } else if (me == 1) {
-          world.recv(m.view, 0, Stream::compute);
-          world.send(m.view, 0, Stream::compute);
-        }
-      }, me < 2);
-      p2p.push_back({double(m.view.bytes()), rt / 2});  // one way of the round trip
-      DeviceMat send = filled(cpu, r * n, s.d), recv = filled(cpu, r * n, s.d);
-      const std::vector<int64_t> rows(n, r);
-      a2a.push_back({double(r * (n - 1) * s.d * eb), time_ms(world, budget, [&] {
-                       world.all_to_all_v(send.view, rows, recv.view, rows, Stream::compute);
-                     })});
-      DeviceMat buf = filled(cpu, r * 8, s.d);
-      ar.push_back({double(buf.view.bytes()), time_ms(world, budget, [&] { world.all_reduce_sum(buf.view, Stream::compute); })});
-    }
-    const auto [p2p_alpha, p2p_beta] = fit_line(p2p);
-    const auto [a2a_alpha, a2a_beta] = fit_line(a2a);
-    const auto [ar_alpha, ar_beta] = fit_line(ar);
-    for (LinkProfile* l : {&p.intra_node, &p.inter_node}) {
-      l->bandwidth_gb_s = a2a_beta / 1e6;
-      l->efficiency = 1;
-      l->latency_us = std::max(0.1, p2p_alpha * 1e3);  // a fit may put the intercept at 0
-    }
-    p.alltoall_per_peer_us = std::max(0.0, (a2a_alpha - p2p_alpha) * 1e3 / (n - 1));
-    p.collective_hop_us = std::max(0.0, (ar_alpha - p2p_alpha) * 1e3 / (2 * std::ceil(std::log2(double(n)))));
-    p.allreduce_gb_s = 2.0 * (n - 1) / n * ar_beta / 1e6;
-    report["mpi"] = {{"p2p_alpha_us", p2p_alpha * 1e3}, {"p2p_gb_s", p2p_beta / 1e6}, {"alltoall_alpha_us", a2a_alpha * 1e3},
-                     {"alltoall_port_gb_s", a2a_beta / 1e6}, {"allreduce_alpha_us", ar_alpha * 1e3},
-                     {"allreduce_bus_gb_s", p.allreduce_gb_s}};
+// Memory bandwidth (STREAM-like copy of 64 MB), informational: every kernel has its own rate.
+void measure_memory_bandwidth(const Calibration& cal, HardwareProfile& p) {
+  ComputeBackend& cpu = cal.cpu;
+  const int eb = cal.eb;
+  auto compute_ms = [&](const std::function<void()>& fn) { return cal.compute_ms(fn); };
+  const int64_t cols = 1 << 14, rows = 1024;
+  DeviceMat src = filled(cpu, rows, cols), dst = filled(cpu, rows, cols);
+  const double ms = compute_ms([&] { cpu.copy(src.view, dst.view); });
+  p.hbm_gb_s = 2.0 * rows * cols * eb / ms / 1e6;
+}
+
+// MPI: p2p ping-pong between ranks 0 and 1, all-to-all and all-reduce at a few sizes.
+void measure_mpi(const Calibration& cal, HardwareProfile& p, nlohmann::ordered_json& report) {
+  ComputeBackend& cpu = cal.cpu;
+  Comm& world = cal.world;
+  const Shapes& s = cal.s;
+  const int eb = cal.eb;
+  const int n = world.size();
+  const double budget = cal.budget;
+  std::vector<std::pair<double, double>> p2p, a2a, ar;
+  for (int64_t r : {int64_t(1), int64_t(64), int64_t(1024)}) {
+    DeviceMat m = filled(cpu, r, s.d);
+    const int me = world.rank();
+    const double rt = time_ms(world, budget, [&] {
+      if (me == 0) {
+        world.send(m.view, 1, Stream::compute);
+        world.recv(m.view, 1, Stream::compute);
+      } else if (me == 1) {
+        world.recv(m.view, 0, Stream::compute);
+        world.send(m.view, 0, Stream::compute);
+      }
+    }, me < 2);
+    p2p.push_back({double(m.view.bytes()), rt / 2});  // one way of the round trip
+    DeviceMat send = filled(cpu, r * n, s.d), recv = filled(cpu, r * n, s.d);
+    const std::vector<int64_t> rows(n, r);
+    a2a.push_back({double(r * (n - 1) * s.d * eb), time_ms(world, budget, [&] {
+                     world.all_to_all_v(send.view, rows, recv.view, rows, Stream::compute);
+                   })});
+    DeviceMat buf = filled(cpu, r * 8, s.d);
+    ar.push_back({double(buf.view.bytes()), time_ms(world, budget, [&] { world.all_reduce_sum(buf.view, Stream::compute); })});
   }
+  const auto [p2p_alpha, p2p_beta] = fit_line(p2p);
+  const auto [a2a_alpha, a2a_beta] = fit_line(a2a);
+  const auto [ar_alpha, ar_beta] = fit_line(ar);
+  for (LinkProfile* l : {&p.intra_node, &p.inter_node}) {
+    l->bandwidth_gb_s = a2a_beta / 1e6;
+    l->efficiency = 1;
+    l->latency_us = std::max(0.1, p2p_alpha * 1e3);  // a fit may put the intercept at 0
+  }
+  p.alltoall_per_peer_us = std::max(0.0, (a2a_alpha - p2p_alpha) * 1e3 / (n - 1));
+  p.collective_hop_us = std::max(0.0, (ar_alpha - p2p_alpha) * 1e3 / (2 * std::ceil(std::log2(double(n)))));
+  p.allreduce_gb_s = 2.0 * (n - 1) / n * ar_beta / 1e6;
+  report["mpi"] = {{"p2p_alpha_us", p2p_alpha * 1e3}, {"p2p_gb_s", p2p_beta / 1e6}, {"alltoall_alpha_us", a2a_alpha * 1e3},
+                   {"alltoall_port_gb_s", a2a_beta / 1e6}, {"allreduce_alpha_us", ar_alpha * 1e3},
+                   {"allreduce_bus_gb_s", p.allreduce_gb_s}};
+}
+
+int run_calibrate(const CalibrateArgs& a, MpiSession& mpi) {
+  Config c;
+  if (!a.config_path.empty()) c = load_config_file(a.config_path);
+  Backends b = make_backends("cpu", "fp32");
+  Comm& world = *b.world;
+  const int n = world.size();
+  const int cores = available_cores();
+  const Calibration cal{*b.compute, world, a.config_path.empty() ? Shapes{} : shapes_of(c, n), a.budget_ms, cores,
+                        world.rank() < cores};
+  nlohmann::ordered_json report;
+  HardwareProfile p;
+  p.name = "calibrated";
+  p.description = "measured by moe-bench calibrate on " + std::to_string(n) + " ranks (CPU backend, fp32, MPI)";
+  p.gpu_name = "CPU (OpenBLAS fp32)";
+  p.gemm_efficiency = p.attention_efficiency = p.hbm_efficiency = 1;
+  p.host_sync_us = 0;
+  p.shared_cores = n > cores ? cores : 0;
+
+  // Launch overhead: a one-element add.
+  DeviceMat one = filled(cal.cpu, 1, 1);
+  p.kernel_overhead_us = 1e3 * cal.compute_ms([&] { cal.cpu.add(one.view, one.view); });
+  measure_gemm(cal, c, p, report);
+  measure_attention(cal, p, report);
+  measure_memory_kernels(cal, p);
+  measure_host_routing(cal, p);
+  measure_memory_bandwidth(cal, p);
+  if (n > 1) measure_mpi(cal, p, report);
   if (!a.config_path.empty()) p.memory_gb = c.cluster.gpu.memory_gb;
   p.sources = {{"method", "moe-bench calibrate: compute rates with min(ranks, cores) ranks running the same loop at once, "
                           "MPI with every rank"},

@@ -16,6 +16,9 @@ struct Command {
   CLI::App* app = nullptr;
   // Returns the process exit code. Throw ConfigError for bad input (raised the same on every rank).
   std::function<int(MpiSession& mpi, const std::vector<std::string>& argv)> run;
+  // Whether an unexpected error ends the whole job even with one rank (its abort hooks then run);
+  // with more ranks it always does, since peers may wait in a collective.
+  bool ends_job_on_error = false;
 };
 
 // CLI11 check of a positive int option with a plain message: "--iterations: must be a positive

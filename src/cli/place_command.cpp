@@ -118,6 +118,129 @@ struct Totals {
   }
 };
 
+// The placer of --algorithm, else of the ep strategy, else topology_aware.
+std::unique_ptr<Placer> chosen_placer(const PlaceArgs& a, const Config& config, const StrategyConfig* ep,
+                                      const std::string& algorithm) {
+  if (algorithm == "topology_aware") {
+    TopologyAwareOptions o;
+    // The search targets the config's NICs, not the one-per-GPU default.
+    o.nics_per_node = config.cluster.inter_node.nics_per_node;
+    return make_topology_aware_placer(o);
+  }
+  try {
+    return make_placer(algorithm);
+  } catch (const ConfigError& e) {
+    throw ConfigError(a.algorithm.empty() ? "strategies[" + std::to_string(ep - config.strategies.data()) + "].placement"
+                                          : "--algorithm",
+                      e.reason());
+  }
+}
+
+// The expected routing the plan is made for, one iteration's tokens (prefill + decode) per source
+// rank: --load-profile, else --routing, the strategy's placement_profile, workload.routing when it
+// is a distribution, or uniform.
+struct ExpectedRouting {
+  LoadProfile profile;
+  std::string name;
+};
+ExpectedRouting expected_routing(const PlaceArgs& a, const Config& config, const StrategyConfig* ep, const Topology& topo) {
+  const ModelConfig& m = config.model;
+  if (!a.load_profile_path.empty()) {
+    if (!a.routing.empty()) throw ConfigError("--routing", "give either --routing or --load-profile, not both");
+    return {profile_from_results_file(a.load_profile_path, m.layers, m.experts, topo), "results " + a.load_profile_path};
+  }
+  const double tokens_per_rank = double(config.workload.batch_sequences) *
+                                 (config.workload.prompt_tokens + config.workload.decode_steps) / topo.num_ranks();
+  std::string spec = a.routing, path = "--routing";
+  if (spec.empty() && ep && !ep->placement_profile.empty())
+    spec = ep->placement_profile,
+    path = "strategies[" + std::to_string(ep - config.strategies.data()) + "].placement_profile";
+  if (spec.empty() && is_routing_distribution(config.workload.routing)) spec = config.workload.routing, path = "workload.routing";
+  if (spec.empty()) spec = "uniform";
+  const RoutingDistribution d = parse_routing_distribution(spec, path);
+  return {profile_from_distribution(d, m.layers, m.experts, m.top_k, topo, tokens_per_rank, m.seed), spec};
+}
+
+// An unwritable plan path fails before any work.
+void check_writable(const std::string& plan_path) {
+  const std::string probe = plan_path + ".moe-bench-write-test";
+  std::ofstream f(probe);
+  if (!f) throw ConfigError("--out", "cannot write to '" + plan_path + "' (does the directory exist?)");
+  f.close();
+  std::remove(probe.c_str());
+}
+
+// The integer-replica caps on one layer's balancedness (balance_bound.hpp), printed after `achieved`
+// and returned for the plan file; null when there are more experts than GPUs.
+nlohmann::ordered_json balancedness_bounds(std::ostream& out, const std::vector<std::vector<double>>& tokens,
+                                           const Topology& topo, int num_experts, const std::string& algorithm,
+                                           double achieved) {
+  const int G = topo.num_ranks();
+  if (num_experts > G) return nullptr;
+  std::vector<double> w(num_experts, 0);
+  std::vector<double> node_w(size_t(num_experts) * topo.nodes(), 0);
+  const int num_nodes = topo.nodes();
+  for (int s = 0; s < G; ++s) {
+    const int node = topo.node_of(s);
+    const std::vector<double>& row = tokens[s];
+    for (int e = 0; e < num_experts; ++e) w[e] += row[e], node_w[size_t(e) * num_nodes + node] += row[e];
+  }
+  bool even = true;  // every node sends an equal share of each expert's load
+  for (int e = 0; e < num_experts; ++e)
+    for (int n = 0; n < topo.nodes(); ++n)
+      even = even && std::abs(node_w[size_t(e) * topo.nodes() + n] - w[e] / topo.nodes()) <= 1e-9 * (1 + w[e]);
+  const double bound = best_balancedness_bound(w, G).balancedness;
+  out << "    bound with one expert per GPU: " << fmt(bound, 3);
+  nlohmann::ordered_json j = {{"one_expert_per_gpu", bound}};
+  if (even) {
+    const double same_node = same_node_first_bound(w, G, topo.nodes());
+    out << ", with same-node-first replicas: " << fmt(same_node, 3);
+    j["same_node_first"] = same_node;
+  }
+  out << " (" << algorithm << " " << fmt(achieved, 3) << ")\n";
+  return j;
+}
+
+void print_totals(std::ostream& out, const std::string& label, const Totals& t) {
+  out << label << " min balancedness " << fmt(t.min_balancedness, 3) << ", inter-node " << fmt_bytes(t.inter)
+      << ", busiest NIC " << fmt_bytes(t.max_nic) << ", busiest port " << fmt_bytes(t.max_port) << "\n";
+}
+
+nlohmann::ordered_json totals_json(const Totals& t) {
+  return {{"min_balancedness", t.min_balancedness}, {"intra_node_bytes", t.intra}, {"inter_node_bytes", t.inter},
+          {"max_inter_node_link_bytes", t.max_nic}, {"max_intra_node_link_bytes", t.max_port}};
+}
+
+void print_header(std::ostream& out, const PlaceArgs& a, const Config& config, const Topology& topo, const StrategyConfig* ep,
+                  const std::string& algorithm, const std::string& routing, double row_bytes, double search_ms, double rr_ms) {
+  const ModelConfig& m = config.model;
+  out << "config '" << config.name << "': " << topo.nodes() << " nodes x " << topo.gpus_per_node() << " GPUs = "
+      << topo.num_ranks() << " ranks, " << config.cluster.inter_node.nics_per_node << " NICs per node; " << m.layers
+      << " layers x " << m.experts << " experts, top-" << m.top_k << "\nrouting: " << routing << "; rows of "
+      << fmt_bytes(row_bytes) << " (hidden " << m.hidden << " x " << m.dtype << "), dispatch + combine\n"
+      << "algorithm: " << algorithm
+      << (a.algorithm.empty() ? (ep ? " (placement of strategy '" + ep->name + "')" : std::string(" (no ep strategy: default)"))
+                              : std::string(" (--algorithm)"))
+      << "\nsearch: " << algorithm << " " << fmt(search_ms, 2) << " ms, round_robin " << fmt(rr_ms, 2) << " ms\n\n";
+  out << "    " << std::left << std::setw(15) << "algorithm" << std::right << std::setw(8) << "balance" << std::setw(14)
+      << "intra-node" << std::setw(14) << "inter-node" << std::setw(13) << "busiest NIC" << " " << std::left
+      << std::setw(11) << "(node/nic)" << std::right << std::setw(10) << "busiest port" << " (rank)\n";
+}
+
+// One layer's rows of the table (the plan, round_robin, the balancedness bounds) and its metrics
+// for the plan file.
+nlohmann::ordered_json layer_report(std::ostream& out, const PlanMetrics& pm, const PlanMetrics& rm,
+                                    const std::vector<std::vector<double>>& tokens, const Topology& topo, int nics,
+                                    int num_experts, const std::string& algorithm) {
+  nlohmann::ordered_json layer_metrics = metrics_json(pm, nics);
+  layer_metrics["round_robin"] = metrics_json(rm, nics);
+  print_row(out, algorithm, pm, nics);
+  if (algorithm != "round_robin") print_row(out, "round_robin", rm, nics);
+  nlohmann::ordered_json bounds = balancedness_bounds(out, tokens, topo, num_experts, algorithm, pm.balancedness);
+  if (!bounds.is_null()) layer_metrics["balancedness_bound"] = std::move(bounds);
+  return layer_metrics;
+}
+
 int run_place(const PlaceArgs& a, const MpiSession& mpi) {
   if (mpi.rank() != 0) return 0;  // one process does the work; extra ranks have nothing to do
   Config config = load_config_file(a.config_path);
@@ -127,137 +250,48 @@ int run_place(const PlaceArgs& a, const MpiSession& mpi) {
   const int G = topo.num_ranks();
   const int nics = config.cluster.inter_node.nics_per_node;
   const StrategyConfig* ep = chosen_ep(config, a.strategy);
-
-  std::string algorithm = a.algorithm;
-  if (algorithm.empty()) algorithm = ep ? ep->placement : "topology_aware";
-  std::unique_ptr<Placer> placer;
-  if (algorithm == "topology_aware") {
-    TopologyAwareOptions o;
-    o.nics_per_node = nics;  // the search targets the config's NICs, not the one-per-GPU default
-    placer = make_topology_aware_placer(o);
-  } else {
-    try {
-      placer = make_placer(algorithm);
-    } catch (const ConfigError& e) {
-      throw ConfigError(a.algorithm.empty() ? "strategies[" + std::to_string(ep - config.strategies.data()) + "].placement"
-                                            : "--algorithm",
-                        e.reason());
-    }
-  }
-
-  // Expected routing, one iteration's tokens (prefill + decode) per source rank.
-  const double tokens_per_rank =
-      double(config.workload.batch_sequences) * (config.workload.prompt_tokens + config.workload.decode_steps) / G;
-  LoadProfile profile;
-  std::string profile_name;
-  if (!a.load_profile_path.empty()) {
-    if (!a.routing.empty()) throw ConfigError("--routing", "give either --routing or --load-profile, not both");
-    profile = profile_from_results_file(a.load_profile_path, m.layers, m.experts, topo);
-    profile_name = "results " + a.load_profile_path;
-  } else {
-    std::string spec = a.routing, path = "--routing";
-    if (spec.empty() && ep && !ep->placement_profile.empty())
-      spec = ep->placement_profile,
-      path = "strategies[" + std::to_string(ep - config.strategies.data()) + "].placement_profile";
-    if (spec.empty() && is_routing_distribution(config.workload.routing)) spec = config.workload.routing, path = "workload.routing";
-    if (spec.empty()) spec = "uniform";
-    const RoutingDistribution d = parse_routing_distribution(spec, path);
-    profile = profile_from_distribution(d, m.layers, m.experts, m.top_k, topo, tokens_per_rank, m.seed);
-    profile_name = spec;
-  }
-
-  // An unwritable plan path fails before any work.
+  const std::string algorithm = !a.algorithm.empty() ? a.algorithm : ep ? ep->placement : "topology_aware";
+  const std::unique_ptr<Placer> placer = chosen_placer(a, config, ep, algorithm);
+  const ExpectedRouting routing = expected_routing(a, config, ep, topo);
   const std::string plan_path = a.out_path.empty() ? config.name + "-plan.json" : a.out_path;
-  if (!a.no_write) {
-    const std::string probe = plan_path + ".moe-bench-write-test";
-    std::ofstream f(probe);
-    if (!f) throw ConfigError("--out", "cannot write to '" + plan_path + "' (does the directory exist?)");
-    f.close();
-    std::remove(probe.c_str());
-  }
+  if (!a.no_write) check_writable(plan_path);
 
   using clock = std::chrono::steady_clock;
   auto t0 = clock::now();
-  const Placement plan = placer->place(m.layers, m.experts, topo, profile);
+  const Placement plan = placer->place(m.layers, m.experts, topo, routing.profile);
   const double search_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
   check_placement(plan, G);
   t0 = clock::now();
-  const Placement rr = make_placer("round_robin")->place(m.layers, m.experts, topo, profile);
+  const Placement rr = make_placer("round_robin")->place(m.layers, m.experts, topo, routing.profile);
   const double rr_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
 
   const double row_bytes = double(m.hidden) * dtype_bytes(parse_dtype(m.dtype));
   std::ostream& out = std::cout;
-  out << "config '" << config.name << "': " << topo.nodes() << " nodes x " << topo.gpus_per_node() << " GPUs = " << G
-      << " ranks, " << nics << " NICs per node; " << m.layers << " layers x " << m.experts << " experts, top-" << m.top_k
-      << "\nrouting: " << profile_name << "; rows of " << fmt_bytes(row_bytes) << " (hidden " << m.hidden << " x "
-      << m.dtype << "), dispatch + combine\n"
-      << "algorithm: " << algorithm
-      << (a.algorithm.empty() ? (ep ? " (placement of strategy '" + ep->name + "')" : std::string(" (no ep strategy: default)"))
-                              : std::string(" (--algorithm)"))
-      << "\nsearch: " << algorithm << " " << fmt(search_ms, 2) << " ms, round_robin " << fmt(rr_ms, 2) << " ms\n\n";
-  out << "    " << std::left << std::setw(15) << "algorithm" << std::right << std::setw(8) << "balance" << std::setw(14)
-      << "intra-node" << std::setw(14) << "inter-node" << std::setw(13) << "busiest NIC" << " " << std::left
-      << std::setw(11) << "(node/nic)" << std::right << std::setw(10) << "busiest port" << " (rank)\n";
+  print_header(out, a, config, topo, ep, algorithm, routing.name, row_bytes, search_ms, rr_ms);
   const bool details = a.details || G <= 64;
   Totals tot_plan, tot_rr;
   std::vector<std::vector<double>> uniform;
-  nlohmann::ordered_json plan_json = placement_to_json(plan, G, profile_name);
+  nlohmann::ordered_json plan_json = placement_to_json(plan, G, routing.name);
   for (int l = 0; l < m.layers; ++l) {
-    const auto& tokens = profile_layer(profile, l, G, m.experts, uniform);
+    const auto& tokens = profile_layer(routing.profile, l, G, m.experts, uniform);
     const PlanMetrics pm = compute_plan_metrics(plan.layers[l], topo, nics, row_bytes, tokens);
     const PlanMetrics rm = compute_plan_metrics(rr.layers[l], topo, nics, row_bytes, tokens);
     tot_plan.add(pm);
     tot_rr.add(rm);
-    nlohmann::ordered_json layer_metrics = metrics_json(pm, nics);
-    layer_metrics["round_robin"] = metrics_json(rm, nics);
     out << "layer " << l << "\n";
-    print_row(out, algorithm, pm, nics);
-    if (algorithm != "round_robin") print_row(out, "round_robin", rm, nics);
-    if (m.experts <= G) {  // the integer-replica caps on balancedness (balance_bound.hpp)
-      std::vector<double> w(m.experts, 0);
-      std::vector<double> node_w(size_t(m.experts) * topo.nodes(), 0);
-      const int num_nodes = topo.nodes();
-      for (int s = 0; s < G; ++s) {
-        const int node = topo.node_of(s);
-        const std::vector<double>& row = tokens[s];
-        for (int e = 0; e < m.experts; ++e) w[e] += row[e], node_w[size_t(e) * num_nodes + node] += row[e];
-      }
-      bool even = true;  // every node sends an equal share of each expert's load
-      for (int e = 0; e < m.experts; ++e)
-        for (int n = 0; n < topo.nodes(); ++n)
-          even = even && std::abs(node_w[size_t(e) * topo.nodes() + n] - w[e] / topo.nodes()) <= 1e-9 * (1 + w[e]);
-      const double bound = best_balancedness_bound(w, G).balancedness;
-      out << "    bound with one expert per GPU: " << fmt(bound, 3);
-      layer_metrics["balancedness_bound"] = {{"one_expert_per_gpu", bound}};
-      if (even) {
-        const double same_node = same_node_first_bound(w, G, topo.nodes());
-        out << ", with same-node-first replicas: " << fmt(same_node, 3);
-        layer_metrics["balancedness_bound"]["same_node_first"] = same_node;
-      }
-      out << " (" << algorithm << " " << fmt(pm.balancedness, 3) << ")\n";
-    }
-    plan_json["layers"][l]["metrics"] = layer_metrics;
+    plan_json["layers"][l]["metrics"] = layer_report(out, pm, rm, tokens, topo, nics, m.experts, algorithm);
     if (details) {
       out << "    experts -> ranks: " << describe_replicas(plan.layers[l]) << "\n    tokens per GPU:";
       for (double t : pm.tokens_per_gpu) out << " " << fmt(t, 0);
       out << "\n";
     }
   }
-  out << "\nall layers: " << algorithm << " min balancedness " << fmt(tot_plan.min_balancedness, 3) << ", inter-node "
-      << fmt_bytes(tot_plan.inter) << ", busiest NIC " << fmt_bytes(tot_plan.max_nic) << ", busiest port "
-      << fmt_bytes(tot_plan.max_port) << "\n";
-  if (algorithm != "round_robin")
-    out << "            round_robin min balancedness " << fmt(tot_rr.min_balancedness, 3) << ", inter-node "
-        << fmt_bytes(tot_rr.inter) << ", busiest NIC " << fmt_bytes(tot_rr.max_nic) << ", busiest port "
-        << fmt_bytes(tot_rr.max_port) << "\n";
+  out << "\n";
+  print_totals(out, "all layers: " + algorithm, tot_plan);
+  if (algorithm != "round_robin") print_totals(out, "            round_robin", tot_rr);
   out << "search time: " << fmt(search_ms, 2) << " ms (" << algorithm << ", " << m.layers << " layers)\n";
 
-  auto totals_json = [](const Totals& t) {
-    return nlohmann::ordered_json{{"min_balancedness", t.min_balancedness}, {"intra_node_bytes", t.intra},
-                                  {"inter_node_bytes", t.inter}, {"max_inter_node_link_bytes", t.max_nic},
-                                  {"max_intra_node_link_bytes", t.max_port}};
-  };
-  plan_json["metrics"] = {{"routing", profile_name},
+  plan_json["metrics"] = {{"routing", routing.name},
                           {"bytes_per_row", row_bytes},
                           {"units", "bytes: expected per iteration over all layers' dispatch and combine; tokens: assignments"},
                           {"all_layers", totals_json(tot_plan)},

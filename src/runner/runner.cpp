@@ -1,4 +1,4 @@
-// Measurement loop and per-strategy results (see runner.hpp). Timings: each step starts after a
+// The measurement loop (see runner.hpp). Timings: each step starts after a
 // barrier; a step's time is the max over ranks of that rank's wall time for the step.
 #include "runner/runner.hpp"
 
@@ -6,19 +6,18 @@
 #include <cmath>
 #include <functional>
 #include <iostream>
+#include <map>
+#include <optional>
 
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "core/watchdog.hpp"
-#include "cost/memory.hpp"
 #include "placement/strategy_plan.hpp"
-#include "runner/efficiency.hpp"
-#include "runner/load_report.hpp"
+#include "runner/checked_routing.hpp"
 #include "runner/progress.hpp"
 #include "runner/reference_cache.hpp"
 #include "runner/stats.hpp"
 #include "runner/trace.hpp"
-#include "runner/traffic_report.hpp"
 #include "runner/verification.hpp"
 #include "strategies/strategy.hpp"
 
@@ -117,35 +116,47 @@ StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& w
 
 // Per-phase mean time per step: max and mean over ranks. Spans on different streams may overlap;
 // "idle" is the step time in no span at all.
-nlohmann::ordered_json phases_json(Comm& world, const SpanSums& sums, double steps) {
+PhaseStats phase_stats(Comm& world, const SpanSums& sums, double steps) {
   std::vector<double> per(kNumPhases + 1, 0);
   for (int i = 0; i < kNumPhases; ++i) per[i] = steps > 0 ? sums.phases[i] / steps : 0;
   per[kNumPhases] = steps > 0 ? std::max(0.0, sums.wall_ms - sums.busy_ms) / steps : 0;
   std::vector<double> mx = per, mean = per;
   world.all_reduce_max_host(mx);
   world.all_reduce_sum_host(mean);
-  nlohmann::ordered_json j;
+  PhaseStats p;
   for (int i = 0; i <= kNumPhases; ++i) {
-    const char* name = i < kNumPhases ? phase_name(static_cast<Phase>(i)) : "idle";
-    j[name] = {{"max", mx[i]}, {"mean", mean[i] / world.size()}};
+    p.max[i] = mx[i];
+    p.mean[i] = mean[i] / world.size();
   }
-  return j;
+  return p;
 }
 
 // Communication time per step and the part of it no compute span covered, on the rank whose
 // overlap efficiency (1 - exposed / communication) is lowest. Collective; complete on rank 0.
-nlohmann::ordered_json overlap_json(Comm& world, const SpanSums& sums, double steps) {
+OverlapStats overlap_stats(Comm& world, const SpanSums& sums, double steps) {
   const double comm = steps > 0 ? sums.comm_ms / steps : 0, exposed = steps > 0 ? sums.exposed_comm_ms / steps : 0;
   const std::vector<double> all = world.gather_host(std::vector<double>{comm, exposed}, 0);
-  if (world.rank() != 0) return nullptr;
+  if (world.rank() != 0) return {};
   auto efficiency = [](double c, double e) { return c > 0 ? 1 - e / c : 1.0; };
   int worst = 0;
   for (int r = 1; r < world.size(); ++r)
     if (efficiency(all[2 * r], all[2 * r + 1]) < efficiency(all[2 * worst], all[2 * worst + 1])) worst = r;
   double mean_eff = 0;
   for (int r = 0; r < world.size(); ++r) mean_eff += efficiency(all[2 * r], all[2 * r + 1]) / world.size();
-  return {{"comm_ms", all[2 * worst]}, {"exposed_comm_ms", all[2 * worst + 1]},
-          {"efficiency", efficiency(all[2 * worst], all[2 * worst + 1])}, {"rank", worst}, {"mean_efficiency", mean_eff}};
+  return {all[2 * worst], all[2 * worst + 1], efficiency(all[2 * worst], all[2 * worst + 1]), worst, mean_eff};
+}
+
+// Collective: bytes each rank sent to each rank since the counters were reset, on every rank: [src][dst].
+std::vector<std::vector<int64_t>> traffic_matrix(Comm& world) {
+  const int n = world.size();
+  std::vector<int64_t> flat(static_cast<size_t>(n) * n, 0);
+  const auto& mine = world.traffic().bytes_to_rank;
+  for (int d = 0; d < n; ++d) flat[static_cast<size_t>(world.rank()) * n + d] = mine.at(d);
+  world.all_reduce_sum_host(flat);
+  std::vector<std::vector<int64_t>> m(n, std::vector<int64_t>(n));
+  for (int s = 0; s < n; ++s)
+    for (int d = 0; d < n; ++d) m[s][d] = flat[static_cast<size_t>(s) * n + d];
+  return m;
 }
 
 struct CheckedPass {
@@ -200,162 +211,180 @@ void dump_outputs(const std::string& dir, const std::string& name, const Checked
                  {"decode", name + ".decode.npy"}, {"decode_shape", {B * static_cast<int64_t>(p.decode.size()), d}}};
 }
 
+// What every strategy of one run shares.
+struct RunState {
+  const Config& config;
+  const RunOptions& options;
+  ComputeBackend& compute;
+  Comm& world;
+  Topology topo;
+  ReferenceCache references;
+  bool gather;                        // outputs are gathered (verification or dumps)
+  bool replay;                        // verified against a teacher-forced reference (16-bit runs)
+  Progress& progress;
+  TraceRecorder recorder;
+  TraceState trace;
+  nlohmann::ordered_json dump_index;  // rank 0, with --dump-outputs
+};
+
+// What only world rank 0 keeps of a measured strategy: its description, the plan and the routing
+// its traffic is predicted for (ep), the checked pass's routing and the raw times.
+void describe(RunState& st, const StrategyConfig& spec, const Strategy& strategy, const StepTimes& times,
+              CheckedPass& pass, StrategyMeasurement& m) {
+  const Config& config = st.config;
+  const RunOptions& options = st.options;
+  m.spec = spec;
+  m.kind = strategy.kind();
+  m.layout = strategy.layout();
+  if (const auto it = options.plan_paths.find(spec.name); it != options.plan_paths.end()) m.layout["plan_file"] = it->second;
+  m.world_size = st.world.size();
+  m.dtype_bytes = dtype_bytes(st.compute.dtype());
+  m.cuda_runtime = st.compute.name() == "cuda";
+  m.prefill_ms = times.prefill_ms;
+  m.decode_ms = times.decode_ms;
+  if (const Placement* placement = strategy.placement()) {  // ep: the prediction's plan and its routing
+    m.placement = *placement;
+    m.planned = placement_load_profile(config, spec, st.topo);
+    m.planned_spec = placement_profile_spec(config, spec);  // what `planned` holds
+    if (const auto it = options.plan_load.find(spec.name); it != options.plan_load.end()) {
+      m.planned = it->second.first;   // what the plan file was made for
+      m.planned_spec = it->second.second;
+    }
+  }
+  if (options.verify && pass.routing.has_trace)
+    m.choices_match_reference = st.references.get(spec.load_balancing).choices == pass.routing.trace.choices;
+  m.routing = std::move(pass.routing);
+}
+
+// One strategy: built, measured, checked. Collective; the measurement is complete on world rank 0
+// (null elsewhere). `verified` is the same on every rank.
+std::optional<StrategyMeasurement> measure_strategy(RunState& st, size_t si, bool& verified) {
+  const StrategyConfig& spec = st.config.strategies[si];
+  ComputeBackend& compute = st.compute;
+  Comm& world = st.world;
+  st.progress.begin_strategy(int(si), spec.name);
+  const auto plan_it = st.options.plans.find(spec.name);
+  const Placement* plan_file = plan_it == st.options.plans.end() ? nullptr : &plan_it->second;
+  StrategyContext ctx{st.config, spec, compute, world, st.topo, *st.options.routing, plan_file};
+  compute.reset_peak_allocated();  // memory is reported per strategy
+  set_activity_strategy(spec.name);
+  std::unique_ptr<Strategy> strategy;
+  {
+    ActivityScope setup_activity("setup");
+    strategy = make_strategy(ctx);
+  }
+
+  world.traffic().reset();
+  compute.reset_counters();
+  st.recorder.add_strategy_name(spec.name);
+  st.trace.strategy = static_cast<int>(si);
+  const StepTimes times = measure(*strategy, st.config, compute, world, st.progress, st.options.trace ? &st.trace : nullptr);
+  std::vector<int64_t> flops{compute.flops()};
+  world.all_reduce_sum_host(flops);
+  StrategyMeasurement m;
+  m.flops = flops[0];
+  m.traffic_bytes = traffic_matrix(world);
+
+  CheckedPass pass = checked_pass(*strategy, st.config, compute, world, st.gather, st.replay);
+  ActivityScope verification_activity("verification");  // other ranks wait for rank 0 here
+  st.progress.step_done("check", 0, 0, 0, 0);
+  if (world.rank() == 0) {
+    if (st.options.verify) {
+      std::unique_ptr<ReferenceOutputs> replayed;
+      if (st.replay) {
+        RoutingTrace trace = pass.routing.trace;
+        trace.source = "strategy " + spec.name;
+        replayed = std::make_unique<ReferenceOutputs>(run_reference_replayed(
+            st.config.model, st.config.workload, st.config.workload.decode_steps, spec.load_balancing,
+            *RoutingSource::from_trace(st.config, std::move(trace)), *st.options.routing));
+      }
+      m.verification = verify_outputs({pass.prefill, pass.decode, pass.routing}, st.references.get(spec.load_balancing),
+                                      replayed.get(), compute.precision());
+    }
+    if (!st.options.dump_dir.empty()) dump_outputs(st.options.dump_dir, spec.name, pass, st.config, st.dump_index);
+  }
+  std::vector<double> failed{m.verification.passed ? 0.0 : 1.0};
+  world.all_reduce_max_host(failed);
+  verified = failed[0] == 0;
+
+  const int iters = st.config.run.iterations;
+  const int steps = st.config.workload.decode_steps;
+  m.prefill_phases = phase_stats(world, times.prefill, iters);
+  m.decode_phases = phase_stats(world, times.decode, double(iters) * steps);
+  m.prefill_overlap = overlap_stats(world, times.prefill, iters);
+  m.decode_overlap = overlap_stats(world, times.decode, double(iters) * steps);
+  std::vector<double> mem{double(compute.peak_allocated_bytes())}, mem_sum = mem;
+  world.all_reduce_max_host(mem);
+  world.all_reduce_sum_host(mem_sum);
+  if (world.rank() != 0) return std::nullopt;
+  m.peak_allocated_bytes_max = int64_t(mem[0]);
+  m.peak_allocated_bytes_mean = int64_t(mem_sum[0] / world.size());
+  describe(st, spec, *strategy, times, pass, m);
+  return m;
+}
+
+// Rank 0, with --dump-outputs: the references verified against and the index of every dump.
+void finish_dumps(RunState& st) {
+  const Config& config = st.config;
+  if (st.options.verify) {
+    // One reference per distinct load-balancing setting verified against (the policy changes the
+    // routing): "reference" for the first strategy's, "reference-<policy>[-n]" for others.
+    std::map<std::string, std::string> dumped;  // setting key -> dump name
+    for (const StrategyConfig& spec : config.strategies) {
+      const std::string key = ReferenceCache::key(spec.load_balancing);
+      if (!dumped.count(key)) {
+        std::string name = dumped.empty() ? "reference" : "reference-" + spec.load_balancing.policy;
+        for (int n = 2; st.dump_index.contains(name); ++n) name = "reference-" + spec.load_balancing.policy + "-" + std::to_string(n);
+        const ReferenceOutputs& ref = st.references.get(spec.load_balancing);
+        CheckedPass rp;
+        rp.prefill = ref.prefill;
+        rp.decode = ref.decode;
+        dump_outputs(st.options.dump_dir, name, rp, config, st.dump_index);
+        dumped[key] = name;
+      }
+      st.dump_index["reference_of"][spec.name] = dumped[key];
+    }
+  }
+  st.dump_index["order"] = "global token order: sequence-major, then position; decode is step-major then sequence";
+  write_file_atomic(st.options.dump_dir + "/index.json", st.dump_index.dump(2) + "\n");
+}
+
 }  // namespace
 
 RunOutcome run_strategies(const Config& config, const RunOptions& options, ComputeBackend& compute, Comm& world) {
-  RunOutcome outcome;
   MOE_REQUIRE(options.routing != nullptr, "run_strategies: no routing source");
-  ReferenceCache references(config, *options.routing);
-  const Topology topo = Topology::from_config(config.cluster);
-  const bool gather = options.verify || !options.dump_dir.empty();
-  nlohmann::ordered_json dump_index;
-  const bool replay = options.verify && needs_replayed_reference(compute.precision(), *options.routing);
-  TraceRecorder recorder;
-  world.barrier();
-  TraceState trace{&recorder, 0, Clock::now()};
-
   // Progress units per strategy: warm-up, measured iterations, the checked pass (one per step).
   Progress quiet(std::cerr, ProgressOptions{});
-  Progress& progress = options.progress ? *options.progress : quiet;
+  RunState st{config,
+              options,
+              compute,
+              world,
+              Topology::from_config(config.cluster),
+              ReferenceCache(config, *options.routing),
+              options.verify || !options.dump_dir.empty(),
+              options.verify && needs_replayed_reference(compute.precision(), *options.routing),
+              options.progress ? *options.progress : quiet,
+              TraceRecorder{},
+              TraceState{},
+              nlohmann::ordered_json{}};
+  world.barrier();
+  st.trace = TraceState{&st.recorder, 0, Clock::now()};
   const int warm = std::min(config.workload.warmup_steps, config.workload.decode_steps);
-  progress.begin_run(int(config.strategies.size()),
-                     1 + warm + long(config.run.iterations) * (1 + config.workload.decode_steps) + 1);
+  st.progress.begin_run(int(config.strategies.size()),
+                        1 + warm + long(config.run.iterations) * (1 + config.workload.decode_steps) + 1);
 
+  RunOutcome outcome;
   for (size_t si = 0; si < config.strategies.size(); ++si) {
-    const StrategyConfig& spec = config.strategies[si];
-    progress.begin_strategy(int(si), spec.name);
-    const auto plan_it = options.plans.find(spec.name);
-    const Placement* plan_file = plan_it == options.plans.end() ? nullptr : &plan_it->second;
-    StrategyContext ctx{config, spec, compute, world, topo, *options.routing, plan_file};
-    compute.reset_peak_allocated();  // memory is reported per strategy
-    set_activity_strategy(spec.name);
-    std::unique_ptr<Strategy> strategy;
-    {
-      ActivityScope setup_activity("setup");
-      strategy = make_strategy(ctx);
-    }
-
-    world.traffic().reset();
-    compute.reset_counters();
-    recorder.add_strategy_name(spec.name);
-    trace.strategy = static_cast<int>(si);
-    const StepTimes times = measure(*strategy, config, compute, world, progress, options.trace ? &trace : nullptr);
-    std::vector<int64_t> flops{compute.flops()};
-    world.all_reduce_sum_host(flops);
-    const auto traffic = traffic_matrix(world);
-
-    CheckedPass pass = checked_pass(*strategy, config, compute, world, gather, replay);
-    ActivityScope verification_activity("verification");  // other ranks wait for rank 0 here
-    progress.step_done("check", 0, 0, 0, 0);
-    nlohmann::ordered_json verification = {{"checked", false}};
-    bool passed = true;
-    if (world.rank() == 0) {
-      if (options.verify) {
-        std::unique_ptr<ReferenceOutputs> replayed;
-        if (replay) {
-          RoutingTrace trace = pass.routing.trace;
-          trace.source = "strategy " + spec.name;
-          replayed = std::make_unique<ReferenceOutputs>(run_reference_replayed(
-              config.model, config.workload, config.workload.decode_steps, spec.load_balancing,
-              *RoutingSource::from_trace(config, std::move(trace)), *options.routing));
-        }
-        verification = verify_outputs({pass.prefill, pass.decode, pass.routing}, references.get(spec.load_balancing),
-                                      replayed.get(), compute.precision());
-        passed = verification["passed"].get<bool>();
-      }
-      if (!options.dump_dir.empty()) dump_outputs(options.dump_dir, spec.name, pass, config, dump_index);
-    }
-    std::vector<double> failed{passed ? 0.0 : 1.0};
-    world.all_reduce_max_host(failed);
-    if (failed[0] > 0) outcome.all_verified = false;
-
-    const int iters = config.run.iterations;
-    const int steps = config.workload.decode_steps;
-    nlohmann::ordered_json phases = {{"prefill", phases_json(world, times.prefill, iters)},
-                                     {"decode_step", phases_json(world, times.decode, double(iters) * steps)}};
-    nlohmann::ordered_json overlap = {{"mode", spec.overlap},
-                                      {"prefill", overlap_json(world, times.prefill, iters)},
-                                      {"decode_step", overlap_json(world, times.decode, double(iters) * steps)}};
-    std::vector<double> mem{double(compute.peak_allocated_bytes())}, mem_sum = mem;
-    world.all_reduce_max_host(mem);
-    world.all_reduce_sum_host(mem_sum);
-    if (world.rank() != 0) continue;
-
-    const Summary prefill_s = summarize(times.prefill_ms);
-    const Summary tpot = summarize(times.decode_ms);
-    const int64_t prefill_tokens = int64_t(config.workload.batch_sequences) * config.workload.prompt_tokens;
-    const double decode_total_s = [&] { double s = 0; for (double v : times.decode_ms) s += v; return s / 1e3; }();
-    const double flops_per_iter = double(flops[0]) / iters;
-    MemoryEstimate est = estimate_memory(config, spec, world.size(), dtype_bytes(compute.dtype()));
-    if (compute.name() == "cuda") add_cuda_runtime(est, spec);
-
-    nlohmann::ordered_json r;
-    r["name"] = spec.name;
-    r["kind"] = strategy->kind();
-    r["layout"] = strategy->layout();
-    if (const auto it = options.plan_paths.find(spec.name); it != options.plan_paths.end()) r["layout"]["plan_file"] = it->second;
-    r["prefill"] = {{"tokens", prefill_tokens},
-                    {"time_s", {{"mean", prefill_s.mean / 1e3}, {"min", prefill_s.min / 1e3}, {"max", prefill_s.max / 1e3}}},
-                    {"tokens_per_s", prefill_s.mean > 0 ? prefill_tokens / (prefill_s.mean / 1e3) : 0}};
-    r["decode"] = {{"batch", config.workload.batch_sequences},
-                   {"steps", steps},
-                   {"tpot_ms", {{"mean", tpot.mean}, {"p50", tpot.p50}, {"p99", tpot.p99}}},
-                   {"tokens_per_s", decode_total_s > 0 ? double(config.workload.batch_sequences) * steps * iters / decode_total_s : 0}};
-    r["phases_ms"] = phases;
-    r["overlap"] = overlap;
-    TrafficPrediction prediction;
-    // The placement the strategy runs with (ep), for the traffic prediction and the cost model.
-    const Placement* placement_used = strategy->placement();
-    if (placement_used) {
-      prediction.placement = placement_used;
-      prediction.planned = placement_load_profile(config, spec, topo);
-      prediction.planned_spec = placement_profile_spec(config, spec);  // what `planned` holds
-      if (const auto it = options.plan_load.find(spec.name); it != options.plan_load.end()) {
-        prediction.planned = it->second.first;   // what the plan file was made for
-        prediction.planned_spec = it->second.second;
-      }
-      prediction.bytes_per_row = int64_t(config.model.hidden) * dtype_bytes(compute.dtype());
-    }
-    r["traffic"] = traffic_json(config, topo, traffic, iters, prediction, pass.routing);
-    r["load"] = load_json(pass.routing, spec.load_balancing);
-    r["routing"] = routing_json(*options.routing, pass.routing,
-                                options.verify ? &references.get(spec.load_balancing).choices : nullptr);
-    r["memory"] = {{"peak_allocated_bytes_max", int64_t(mem[0])}, {"peak_allocated_bytes_mean", int64_t(mem_sum[0] / world.size())},
-                   {"estimate_bytes", est.total_bytes()}, {"estimate_weights_bytes", est.weights_bytes},
-                   {"estimate_kv_cache_bytes", est.kv_cache_bytes}, {"estimate_activations_bytes", est.activations_bytes},
-                   {"estimate_comm_buffers_bytes", est.comm_buffers_bytes}, {"estimate_runtime_bytes", est.runtime_bytes}};
-    r["efficiency"] = efficiency_json(config, spec, topo, world.size(), dtype_bytes(compute.dtype()),
-                                      placement_used ? *placement_used : Placement{}, prefill_s.mean / 1e3, tpot.mean / 1e3, flops_per_iter,
-                                      kept_assignments(pass.routing.chosen_by_source, pass.routing.dropped_by_source));
-    r["verification"] = verification;
-    outcome.strategies.push_back(r);
-    if (options.on_strategy_done) options.on_strategy_done(r);
+    bool verified = true;
+    std::optional<StrategyMeasurement> m = measure_strategy(st, si, verified);
+    if (!verified) outcome.all_verified = false;
+    if (!m) continue;
+    outcome.strategies.push_back(std::move(*m));
+    if (options.on_strategy_done) options.on_strategy_done(outcome.strategies.back());
   }
   set_activity_strategy("");
-  if (world.rank() == 0 && !options.dump_dir.empty()) {
-    if (options.verify) {
-      // One reference per distinct load-balancing setting verified against (the policy changes the
-      // routing): "reference" for the first strategy's, "reference-<policy>[-n]" for others.
-      std::map<std::string, std::string> dumped;  // setting key -> dump name
-      for (const StrategyConfig& spec : config.strategies) {
-        const std::string key = ReferenceCache::key(spec.load_balancing);
-        if (!dumped.count(key)) {
-          std::string name = dumped.empty() ? "reference" : "reference-" + spec.load_balancing.policy;
-          for (int n = 2; dump_index.contains(name); ++n) name = "reference-" + spec.load_balancing.policy + "-" + std::to_string(n);
-          const ReferenceOutputs& ref = references.get(spec.load_balancing);
-          CheckedPass rp;
-          rp.prefill = ref.prefill;
-          rp.decode = ref.decode;
-          dump_outputs(options.dump_dir, name, rp, config, dump_index);
-          dumped[key] = name;
-        }
-        dump_index["reference_of"][spec.name] = dumped[key];
-      }
-    }
-    dump_index["order"] = "global token order: sequence-major, then position; decode is step-major then sequence";
-    write_file_atomic(options.dump_dir + "/index.json", dump_index.dump(2) + "\n");
-  }
-  if (options.trace) outcome.trace = recorder.gather(world, topo);
+  if (world.rank() == 0 && !options.dump_dir.empty()) finish_dumps(st);
+  if (options.trace) outcome.trace = st.recorder.gather(world, st.topo);
   return outcome;
 }
 

@@ -1,6 +1,7 @@
 // The measurement loop: for every strategy of the config, build it, warm up, run measured
-// iterations with per-phase timers, reduce over ranks, run one checked pass (verification against
-// the single-rank reference, load counts, optional output dump) and assemble its results JSON entry.
+// iterations with per-phase timers, reduce over ranks and run one checked pass (verification
+// against the single-rank reference, load counts, optional output dump). It returns what it
+// measured (runner/measurement.hpp); report/ writes the results.
 #pragma once
 #include <functional>
 #include <map>
@@ -14,6 +15,7 @@
 #include "core/config.hpp"
 #include "placement/placement.hpp"
 #include "routing/routing_source.hpp"
+#include "runner/measurement.hpp"
 
 namespace moe {
 
@@ -25,9 +27,9 @@ struct RunOptions {
   std::shared_ptr<const RoutingSource> routing;   // workload.routing, loaded (required)
   std::map<std::string, Placement> plans;         // ep strategy name -> placement from a plan file
   bool trace = false;     // record the stage spans of each strategy's first measured iteration
-  // Called on world rank 0 with each strategy's results entry as soon as it is complete (so a
+  // Called on world rank 0 with each strategy's measurement as soon as it is complete (so a
   // failed or interrupted run can still report the strategies that finished).
-  std::function<void(const nlohmann::ordered_json&)> on_strategy_done;
+  std::function<void(const StrategyMeasurement&)> on_strategy_done;
   std::map<std::string, std::string> plan_paths;  // ep strategy name -> that plan file (for the results)
   // ep strategy name -> the routing its plan file was made for (its load_profile), which the traffic
   // prediction then uses instead of the config's: the tokens and their name.
@@ -36,7 +38,7 @@ struct RunOptions {
 };
 
 struct RunOutcome {
-  nlohmann::ordered_json strategies = nlohmann::ordered_json::array();  // on world rank 0
+  std::vector<StrategyMeasurement> strategies;   // on world rank 0, in config order
   bool all_verified = true;   // same on every rank
   nlohmann::ordered_json trace;   // Chrome trace events on world rank 0, when RunOptions::trace
 };

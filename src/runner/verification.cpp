@@ -45,41 +45,33 @@ double max_error(const CheckedOutputs& run, const ReferenceOutputs& ref) {
 
 }  // namespace
 
-nlohmann::ordered_json verify_outputs(const CheckedOutputs& run, const ReferenceOutputs& ref,
-                                      const ReferenceOutputs* replayed, DType precision) {
+Verification verify_outputs(const CheckedOutputs& run, const ReferenceOutputs& ref, const ReferenceOutputs* replayed,
+                            DType precision) {
   const ReferenceOutputs& target = replayed ? *replayed : ref;
-  const double tol = output_tolerance(precision);
-  const double prefill_err = max_relative_error(run.prefill, target.prefill);
-  nlohmann::ordered_json decode_errors = nlohmann::ordered_json::array();
-  for (size_t t = 0; t < run.decode.size(); ++t) decode_errors.push_back(max_relative_error(run.decode[t], target.decode.at(t)));
-  const double err = max_error(run, target);
+  Verification v;
+  v.checked = true;
+  v.tolerance = output_tolerance(precision);
+  v.prefill_max_rel_error = max_relative_error(run.prefill, target.prefill);
+  for (size_t t = 0; t < run.decode.size(); ++t)
+    v.decode_max_rel_error.push_back(max_relative_error(run.decode[t], target.decode.at(t)));
+  v.max_rel_error = max_error(run, target);
   // Routing against the reference's own (free-running) routing: reported; in fp32 it must match.
-  bool routing_matches = run.routing.chosen == ref.chosen && run.routing.dropped == ref.dropped;
-  if (run.routing.has_trace) routing_matches = routing_matches && run.routing.trace.choices == ref.choices;
-  bool passed = !std::isnan(err) && err <= tol;
-  nlohmann::ordered_json j = {{"checked", true}, {"max_rel_error", std::isnan(err) ? -1.0 : err}, {"tolerance", tol},
-                              {"prefill_max_rel_error", prefill_err}, {"decode_max_rel_error", decode_errors},
-                              {"routing_matches_reference", routing_matches},
-                              {"routing_compared", run.routing.has_trace ? "every token's choice and the counts"
-                                                                          : "counts per step, layer and expert"}};
+  v.routing_matches_reference = run.routing.chosen == ref.chosen && run.routing.dropped == ref.dropped;
+  if (run.routing.has_trace) v.routing_matches_reference = v.routing_matches_reference && run.routing.trace.choices == ref.choices;
+  v.compared_choices = run.routing.has_trace;
+  v.passed = !std::isnan(v.max_rel_error) && v.max_rel_error <= v.tolerance;
   if (replayed) {
     const RoutingDivergence& d = replayed->divergence;
-    const double gap_tol = routing_gap_tolerance(precision);
-    passed = passed && d.max_score_gap <= gap_tol;
-    j["reference"] = "teacher-forced: the fp32 reference replays the strategy's routing";
-    j["routing_divergence"] = {{"tokens_compared", d.tokens_compared},
-                               {"tokens_differing", d.tokens_differing},
-                               {"max_score_gap", d.max_score_gap},
-                               {"max_score_gap_probability", d.max_score_gap_abs},
-                               {"score_gap_tolerance", gap_tol}};
-    // What a comparison with the reference's own routing would have seen (not a pass criterion).
-    const double own_err = max_error(run, ref);
-    j["max_rel_error_vs_own_routing"] = std::isnan(own_err) ? -1.0 : own_err;
-  } else {
-    j["reference"] = "the fp32 reference with its own routing";
+    v.replayed_routing = true;
+    v.tokens_compared = d.tokens_compared;
+    v.tokens_differing = d.tokens_differing;
+    v.max_score_gap = d.max_score_gap;
+    v.max_score_gap_probability = d.max_score_gap_abs;
+    v.score_gap_tolerance = routing_gap_tolerance(precision);
+    v.max_rel_error_vs_own_routing = max_error(run, ref);
+    v.passed = v.passed && d.max_score_gap <= v.score_gap_tolerance;
   }
-  j["passed"] = passed;
-  return j;
+  return v;
 }
 
 }  // namespace moe

@@ -3,11 +3,10 @@
 #pragma once
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "backend/backend.hpp"
 #include "model/reference.hpp"
-#include "runner/load_report.hpp"
+#include "runner/checked_routing.hpp"
+#include "runner/measurement.hpp"
 
 namespace moe {
 
@@ -29,10 +28,10 @@ struct CheckedOutputs {
   const CheckedRouting& routing;
 };
 
-// `verification` section against `ref`, the reference of the run's own routing. With `replayed`
-// (the teacher-forced reference), outputs are compared with it, and the run passes only if the
-// tokens routed differently from the reference's own choice are near-ties.
-nlohmann::ordered_json verify_outputs(const CheckedOutputs& run, const ReferenceOutputs& ref,
-                                      const ReferenceOutputs* replayed, DType precision);
+// The verification against `ref`, the reference of the run's own routing. With `replayed` (the
+// teacher-forced reference), outputs are compared with it, and the run passes only if the tokens
+// routed differently from the reference's own choice are near-ties.
+Verification verify_outputs(const CheckedOutputs& run, const ReferenceOutputs& ref, const ReferenceOutputs* replayed,
+                            DType precision);
 
 }  // namespace moe

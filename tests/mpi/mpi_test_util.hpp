@@ -11,6 +11,7 @@
 
 #include "backend/factory.hpp"
 #include "core/config.hpp"
+#include "report/strategy_results.hpp"
 #include "routing/routing_source.hpp"
 #include "runner/run_validation.hpp"
 #include "runner/runner.hpp"
@@ -33,10 +34,23 @@ inline nlohmann::json load_json(const std::string& relative) {
   return nlohmann::json::parse(in);
 }
 
+// What a run reports: every strategy's results entry (rank 0), whether all verified, the trace.
+struct RunResults {
+  nlohmann::ordered_json strategies = nlohmann::ordered_json::array();
+  bool all_verified = true;
+  nlohmann::ordered_json trace;
+};
+
+// run_strategies on `b`, with its measurements written as results entries (as `run` writes them).
+inline RunResults run_and_report(const Config& c, const RunOptions& o, Backends& b) {
+  RunOutcome out = run_strategies(c, o, *b.compute, *b.world);
+  return {strategies_results(c, *o.routing, out.strategies), out.all_verified, std::move(out.trace)};
+}
+
 // Runs `cfg_json` (validated for this world size) and returns the strategies array on rank 0.
 // `trace` replays a recorded trace (workload.routing must then be "trace:..."); `plans` are
 // placements from plan files per ep strategy name.
-inline RunOutcome run_json(const nlohmann::json& cfg_json, const std::string& dump_dir = "",
+inline RunResults run_json(const nlohmann::json& cfg_json, const std::string& dump_dir = "",
                            const RoutingTrace* trace = nullptr, std::map<std::string, Placement> plans = {}) {
   Config c = parse_config(cfg_json);
   validate_for_run(c, world_size(), 4, "cpu");
@@ -46,7 +60,7 @@ inline RunOutcome run_json(const nlohmann::json& cfg_json, const std::string& du
   o.dump_dir = dump_dir;
   o.routing = trace ? RoutingSource::from_trace(c, *trace) : RoutingSource::from_config(c);
   o.plans = std::move(plans);
-  return run_strategies(c, o, *b.compute, *b.world);
+  return run_and_report(c, o, b);
 }
 
 // A load_balancing block: `policy`, a window of 8 tokens, and `capacity` (0: none).

@@ -17,7 +17,7 @@ void check_emulated(json cfg, const std::string& dtype, double tolerance) {
   cfg["model"]["dtype"] = dtype;
   cfg["run"]["emulate_dtype"] = true;
   cfg["run"]["iterations"] = 1;
-  const moe::RunOutcome out = run_json(cfg);
+  const auto out = run_json(cfg);
   CHECK(out.all_verified);
   if (world_rank() != 0) return;
   REQUIRE(!out.strategies.empty());
@@ -55,7 +55,7 @@ TEST_CASE("2 ranks: without emulation the CPU run is fp32 against the reference'
   json cfg = moe::testing::load_json("configs/cpu-2rank.json");
   cfg["run"]["iterations"] = 1;
   cfg["workload"]["decode_steps"] = 2;
-  const moe::RunOutcome out = run_json(cfg);
+  const auto out = run_json(cfg);
   CHECK(out.all_verified);
   if (world_rank() != 0) return;
   for (const auto& s : out.strategies) {

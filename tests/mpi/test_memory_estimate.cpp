@@ -17,7 +17,7 @@ void check_estimate(const std::string& path) {
   json cfg = moe::testing::load_json(path);
   REQUIRE((cfg["workload"]["routing"] == "gate" || cfg["workload"]["routing"] == "uniform"));
   cfg["run"]["iterations"] = 1;
-  const moe::RunOutcome out = run_json(cfg);
+  const auto out = run_json(cfg);
   if (world_rank() != 0) return;
   REQUIRE(!out.strategies.empty());
   for (const auto& s : out.strategies) {

@@ -37,7 +37,7 @@ json every_ep_mode(int ranks, double capacity) {
   return s;
 }
 
-void check_verified(const moe::RunOutcome& out, size_t n) {
+void check_verified(const moe::testing::RunResults& out, size_t n) {
   CHECK(out.all_verified);
   if (world_rank() != 0) return;
   REQUIRE(out.strategies.size() == n);
@@ -66,7 +66,7 @@ TEST_CASE("overlap, 2 ranks: every ep mode and pipelined tp_pp match the referen
                         {"overlap", "pipelined"}, {"load_balancing", moe::testing::balancing("paper", 1.0)}});
   json cfg = small_config(1, 2, 8, 2, 4, strategies);
   cfg["model"]["layers"] = 4;
-  const moe::RunOutcome out = run_json(cfg);
+  const moe::testing::RunResults out = run_json(cfg);
   check_verified(out, strategies.size());
   if (world_rank() == 0) {
     const auto& s = out.strategies;
@@ -83,7 +83,7 @@ TEST_CASE("overlap, 2 ranks: every ep mode and pipelined tp_pp match the referen
 TEST_CASE("overlap, 2 ranks: one sequence per rank leaves a two_batch micro-batch empty", "[np2]") {
   REQUIRE(world_size() == 2);
   json strategies = json::array({ep("two_batch", 2, "two_batch", 1, 0), ep("chunked", 2, "chunked", 4, 0)});
-  const moe::RunOutcome out = run_json(small_config(1, 2, 4, 2, 2, strategies));
+  const moe::testing::RunResults out = run_json(small_config(1, 2, 4, 2, 2, strategies));
   check_verified(out, 2);
 }
 
@@ -141,7 +141,7 @@ TEST_CASE("overlap, 2 ranks: the trace has a process per rank, a thread per stre
   moe::RunOptions o;
   o.routing = moe::RoutingSource::from_config(c);
   o.trace = true;
-  const moe::RunOutcome out = moe::run_strategies(c, o, *b.compute, *b.world);
+  const moe::testing::RunResults out = moe::testing::run_and_report(c, o, b);
   CHECK(out.all_verified);
   if (world_rank() != 0) return;
   const auto& events = out.trace["traceEvents"];
@@ -192,7 +192,7 @@ namespace {
 
 // The schedule each strategy ran (layout.schedule of the run) is the one simulate replays.
 void check_run_and_simulate_agree(const json& cfg) {
-  const moe::RunOutcome out = run_json(cfg);
+  const moe::testing::RunResults out = run_json(cfg);
   CHECK(out.all_verified);
   if (world_rank() != 0) return;
   const moe::Config c = moe::parse_config(cfg);

@@ -24,7 +24,7 @@ json broadcast_json(const json& j) {
   return json::parse(text);
 }
 
-void check_verified_with_choices(const moe::RunOutcome& out, size_t expected) {
+void check_verified_with_choices(const moe::testing::RunResults& out, size_t expected) {
   CHECK(out.all_verified);
   if (world_rank() != 0) return;
   REQUIRE(out.strategies.size() == expected);
@@ -53,7 +53,7 @@ TEST_CASE("4 ranks: synthetic routing matches the reference in every strategy; t
   for (const std::string routing : {"zipf:1.2,local:0.5", "hot:0.5,drift:2", "uniform"}) {
     INFO(routing);
     cfg["workload"]["routing"] = routing;
-    const moe::RunOutcome out = run_json(cfg);
+    const moe::testing::RunResults out = run_json(cfg);
     check_verified_with_choices(out, 2);
     const json results = broadcast_json(json{{"strategies", out.strategies}});
     // Both strategies use policy none: identical routing, identical traces.
@@ -64,7 +64,7 @@ TEST_CASE("4 ranks: synthetic routing matches the reference in every strategy; t
     json replay_cfg = cfg;
     replay_cfg["workload"]["routing"] = "trace:results.json#ep4";
     const moe::RoutingTrace trace = moe::trace_from_results(results, "ep4", "results.json");
-    const moe::RunOutcome replayed = run_json(replay_cfg, "", &trace);
+    const moe::testing::RunResults replayed = run_json(replay_cfg, "", &trace);
     check_verified_with_choices(replayed, 2);
     if (world_rank() == 0) {
       for (const auto& s : replayed.strategies) {
@@ -87,7 +87,7 @@ TEST_CASE("4 ranks: policy paper on hot:0.5 raises balancedness window by window
   cfg["workload"]["routing"] = "hot:0.5";
   cfg["workload"]["prompt_tokens"] = 4;
   cfg["workload"]["decode_steps"] = 20;
-  const moe::RunOutcome out = run_json(cfg);
+  const moe::testing::RunResults out = run_json(cfg);
   check_verified_with_choices(out, 2);
   if (world_rank() != 0) return;
   for (int i = 0; i < 2; ++i) {
@@ -123,7 +123,7 @@ TEST_CASE("4 ranks: a plan file's placement is used; predicted traffic equals th
                           {"layers", json::array({{{"replicas", {{3}, {2}, {1}, {0}}}, {"slots", {{3}, {2}, {1}, {0}}}},
                                                   {{"replicas", {{3}, {2}, {1}, {0}}}, {"slots", {{3}, {2}, {1}, {0}}}}})}};
   std::map<std::string, moe::Placement> plans{{"ep4", moe::placement_from_json(plan_json, "plan.json")}};
-  const moe::RunOutcome out = run_json(cfg, "", nullptr, plans);
+  const moe::testing::RunResults out = run_json(cfg, "", nullptr, plans);
   check_verified_with_choices(out, 1);
   if (world_rank() != 0) return;
   const json& s = out.strategies[0];
@@ -152,7 +152,7 @@ TEST_CASE("6 ranks, 3 experts: replicated plans with synthetic skew and balancin
         {"load_balancing", lb("paper")}}});
   json cfg = small_config(2, 3, 3, 3, 6, strategies);
   cfg["workload"]["routing"] = "zipf:1.5,local:0.5";
-  const moe::RunOutcome out = run_json(cfg);
+  const moe::testing::RunResults out = run_json(cfg);
   check_verified_with_choices(out, 3);
   if (world_rank() == 0) {
     CHECK(out.strategies[0]["routing"]["trace_digest"] == out.strategies[1]["routing"]["trace_digest"]);

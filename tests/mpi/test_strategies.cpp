@@ -15,7 +15,7 @@ using nlohmann::json;
 namespace {
 
 // On rank 0: every strategy was verified and passed, with the routing counts of the reference.
-void check_all_verified(const moe::RunOutcome& out, size_t expected_strategies) {
+void check_all_verified(const moe::testing::RunResults& out, size_t expected_strategies) {
   CHECK(out.all_verified);
   if (world_rank() != 0) return;
   REQUIRE(out.strategies.size() == expected_strategies);
@@ -40,7 +40,7 @@ json lb(const std::string& policy, double capacity = 0) {
 TEST_CASE("16 ranks: tp 8 x pp 2 and ep 16 match the reference on the shipped config", "[np16]") {
   REQUIRE(world_size() == 16);
   const json cfg = moe::testing::load_json("configs/cpu-16rank.json");
-  const moe::RunOutcome out = run_json(cfg);
+  const moe::testing::RunResults out = run_json(cfg);
   check_all_verified(out, 2);
   if (world_rank() == 0) {
     const auto& base = out.strategies[0];
@@ -83,7 +83,7 @@ TEST_CASE("16 ranks: load- and topology-aware placements match the reference", "
       {{{"name", "balanced"}, {"kind", "ep"}, {"ep", 16}, {"placement", "balanced"}, {"placement_profile", "zipf:1.2"}},
        {{"name", "topology"}, {"kind", "ep"}, {"ep", 16}, {"placement", "topology_aware"},
         {"placement_profile", "zipf:1.2,local:0.8"}, {"load_balancing", lb("paper")}}});
-  const moe::RunOutcome out = run_json(cfg);
+  const moe::testing::RunResults out = run_json(cfg);
   check_all_verified(out, 2);
   if (world_rank() == 0) CHECK(out.strategies[1]["layout"]["placement"] == "topology_aware");
 }
@@ -121,7 +121,7 @@ TEST_CASE("4 ranks: capacity drops in global token order agree with the referenc
   const json strategies = json::array(
       {{{"name", "tp2pp2"}, {"kind", "tp_pp"}, {"tp", 2}, {"pp", 2}, {"microbatches", 2}, {"load_balancing", lb("none", 1.0)}},
        {{"name", "ep4"}, {"kind", "ep"}, {"ep", 4}, {"chunks", 2}, {"load_balancing", lb("paper", 1.0)}}});
-  const moe::RunOutcome out = run_json(small_config(2, 2, 8, 4, 8, strategies));
+  const moe::testing::RunResults out = run_json(small_config(2, 2, 8, 4, 8, strategies));
   check_all_verified(out, 2);
   if (world_rank() == 0) {
     // With capacity factor 1 and uneven gate routing some assignments must be dropped.
@@ -138,7 +138,7 @@ TEST_CASE("6 ranks, 3 experts: replicas when G > E", "[np6]") {
        {{"name", "ep6-balanced"}, {"kind", "ep"}, {"ep", 6}, {"placement", "balanced"}, {"placement_profile", "zipf:1.2"}},
        {{"name", "ep6-topo"}, {"kind", "ep"}, {"ep", 6}, {"chunks", 2}, {"placement", "topology_aware"},
         {"placement_profile", "hot:0.5,local:0.7"}}});
-  const moe::RunOutcome out = run_json(small_config(2, 3, 3, 3, 6, strategies));
+  const moe::testing::RunResults out = run_json(small_config(2, 3, 3, 3, 6, strategies));
   check_all_verified(out, 4);
   if (world_rank() == 0) {
     // Every rank hosts exactly one expert; each of the 3 experts has 2 replicas.
@@ -159,7 +159,7 @@ TEST_CASE("2 ranks, 8 experts: several experts per rank when E > G", "[np2]") {
       {{{"name", "pp2"}, {"kind", "tp_pp"}, {"tp", 1}, {"pp", 2}, {"microbatches", 2}},
        {{"name", "tp2"}, {"kind", "tp_pp"}, {"tp", 2}, {"pp", 1}},
        {{"name", "ep2"}, {"kind", "ep"}, {"ep", 2}, {"chunks", 2}, {"load_balancing", lb("paper")}}});
-  const moe::RunOutcome out = run_json(small_config(1, 2, 8, 2, 4, strategies));
+  const moe::testing::RunResults out = run_json(small_config(1, 2, 8, 2, 4, strategies));
   check_all_verified(out, 3);
   if (world_rank() == 0) CHECK(out.strategies[2]["layout"]["max_experts_per_rank"] == 4);
 }

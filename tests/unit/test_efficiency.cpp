@@ -1,4 +1,4 @@
-// Tests for src/runner/efficiency.* and src/cost/roofline.*: counts equal the cost model's, achieved
+// Tests for src/report/efficiency.* and src/cost/roofline.*: counts equal the cost model's, achieved
 // rates scale with 1 / time, percentages and bounds are consistent with the roofline minimum, the
 // placement and counted-routing parameters are used, and the simulator's efficiency block is the same formula.
 #include <catch2/catch.hpp>
@@ -11,7 +11,7 @@
 #include "cost/cost_model.hpp"
 #include "cost/roofline.hpp"
 #include "placement/strategy_plan.hpp"
-#include "runner/efficiency.hpp"
+#include "report/efficiency.hpp"
 #include "sim/hardware.hpp"
 #include "sim/simulate.hpp"
 

@@ -71,15 +71,17 @@ TEST_CASE("a wrong replayed routing is a divergence beyond the 16-bit gap tolera
   // on the routing gap; against the reference's own routing they differ by O(1).
   CheckedRouting routing;
   const CheckedOutputs out{r.prefill, r.decode, routing};
-  const auto v = verify_outputs(out, own, &r, DType::bf16);
-  CHECK(v["max_rel_error"].get<double>() == 0);
-  CHECK(v["routing_divergence"]["tokens_differing"].get<int64_t>() == r.divergence.tokens_differing);
-  CHECK(v["max_rel_error_vs_own_routing"].get<double>() > output_tolerance(DType::bf16));
-  CHECK_FALSE(v["passed"].get<bool>());
+  const Verification v = verify_outputs(out, own, &r, DType::bf16);
+  CHECK(v.max_rel_error == 0);
+  CHECK(v.replayed_routing);
+  CHECK(v.tokens_differing == r.divergence.tokens_differing);
+  CHECK(v.max_score_gap == r.divergence.max_score_gap);
+  CHECK(v.max_rel_error_vs_own_routing > output_tolerance(DType::bf16));
+  CHECK_FALSE(v.passed);
   // The same outputs under the reference's own routing pass.
   const CheckedOutputs same{own.prefill, own.decode, routing};
   ReferenceOutputs replay_own = own;
-  CHECK(verify_outputs(same, own, &replay_own, DType::bf16)["passed"].get<bool>());
+  CHECK(verify_outputs(same, own, &replay_own, DType::bf16).passed);
 }
 
 TEST_CASE("tolerances follow the precision", "[verification]") {

@@ -1,5 +1,5 @@
-// Checked-pass routing records and their JSON (see load_report.hpp).
-#include "runner/load_report.hpp"
+// The load and routing sections (see load_report.hpp).
+#include "report/load_report.hpp"
 
 #include <algorithm>
 
@@ -11,16 +11,6 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-std::vector<std::vector<int64_t>> sum_steps(const std::vector<std::vector<std::vector<int64_t>>>& per_step) {
-  std::vector<std::vector<int64_t>> out;
-  for (const auto& step : per_step) {
-    if (out.empty()) out.assign(step.size(), std::vector<int64_t>(step.empty() ? 0 : step[0].size(), 0));
-    for (size_t l = 0; l < step.size(); ++l)
-      for (size_t e = 0; e < step[l].size(); ++e) out[l][e] += step[l][e];
-  }
-  return out;
-}
-
 int64_t total(const std::vector<int64_t>& v) {
   int64_t s = 0;
   for (int64_t x : v) s += x;
@@ -30,92 +20,6 @@ int64_t total(const std::vector<int64_t>& v) {
 double balancedness(const std::vector<int64_t>& v) { return summarize_load(v).balancedness; }
 
 }  // namespace
-
-std::vector<std::vector<int64_t>> CheckedRouting::chosen_total() const { return sum_steps(chosen); }
-std::vector<std::vector<int64_t>> CheckedRouting::dropped_total() const { return sum_steps(dropped); }
-
-void record_step(Comm& world, const StepLoad& load, int64_t step_tokens, bool with_choices, CheckedRouting& acc) {
-  const int L = static_cast<int>(load.chosen.size());
-  const int E = L ? static_cast<int>(load.chosen[0].size()) : 0;
-  const int G = world.size(), me = world.rank();
-  const bool per_source = !load.chosen_here.empty();
-  const bool per_gpu = !load.processed.empty();
-  if (acc.num_layers == 0) {
-    acc.num_layers = L, acc.num_experts = E, acc.num_ranks = G;
-    if (per_gpu) acc.processed.assign(L, std::vector<int64_t>(G, 0));
-    if (per_source) {
-      acc.chosen_by_source.assign(L, std::vector<std::vector<int64_t>>(G, std::vector<int64_t>(E, 0)));
-      acc.dropped_by_source = acc.chosen_by_source;
-    }
-  }
-  MOE_REQUIRE(acc.num_layers == L && acc.num_experts == E, "record_step: shape changed between steps");
-  // One reduction: [chosen L*E | dropped L*E | processed L*G | by source 2*L*G*E | choices].
-  const size_t n_counts = size_t(2) * L * E, n_proc = per_gpu ? size_t(L) * G : 0, n_src = per_source ? size_t(2) * L * G * E : 0;
-  size_t n_choices = 0;
-  if (with_choices) {
-    MOE_REQUIRE(static_cast<int>(load.choices.size()) == L, "record_step: choices were not recorded");
-    for (const auto& c : load.choices) n_choices += c.size();
-  }
-  std::vector<int64_t> flat(n_counts + n_proc + n_src + n_choices, 0);
-  for (int l = 0; l < L; ++l)
-    for (int e = 0; e < E; ++e) {
-      flat[size_t(l) * E + e] = load.chosen[l][e];
-      flat[size_t(L + l) * E + e] = load.dropped[l][e];
-    }
-  if (per_gpu)
-    for (int l = 0; l < L; ++l) flat[n_counts + size_t(l) * G + me] = load.processed.at(l);
-  if (per_source)
-    for (int l = 0; l < L; ++l)
-      for (int e = 0; e < E; ++e) {
-        flat[n_counts + n_proc + (size_t(l) * G + me) * E + e] = load.chosen_here[l][e];
-        flat[n_counts + n_proc + (size_t(L + l) * G + me) * E + e] = load.dropped_here[l][e];
-      }
-  size_t at = n_counts + n_proc + n_src;
-  if (with_choices)
-    for (const auto& c : load.choices)
-      for (int32_t v : c) flat[at++] = v;
-  world.all_reduce_sum_host(flat);
-
-  std::vector<std::vector<int64_t>> chosen(L, std::vector<int64_t>(E)), dropped = chosen;
-  for (int l = 0; l < L; ++l)
-    for (int e = 0; e < E; ++e) {
-      chosen[l][e] = flat[size_t(l) * E + e];
-      dropped[l][e] = flat[size_t(L + l) * E + e];
-    }
-  acc.chosen.push_back(std::move(chosen));
-  acc.dropped.push_back(std::move(dropped));
-  acc.tokens_per_step.push_back(step_tokens);
-  if (per_gpu)
-    for (int l = 0; l < L; ++l)
-      for (int g = 0; g < G; ++g) acc.processed[l][g] += flat[n_counts + size_t(l) * G + g];
-  if (per_source)
-    for (int l = 0; l < L; ++l)
-      for (int g = 0; g < G; ++g)
-        for (int e = 0; e < E; ++e) {
-          acc.chosen_by_source[l][g][e] += flat[n_counts + n_proc + (size_t(l) * G + g) * E + e];
-          acc.dropped_by_source[l][g][e] += flat[n_counts + n_proc + (size_t(L + l) * G + g) * E + e];
-        }
-  if (!with_choices) return;
-  acc.has_trace = true;
-  RoutingTrace& t = acc.trace;
-  t.num_layers = L, t.num_experts = E;
-  t.top_k = step_tokens > 0 ? static_cast<int>(load.choices[0].size() / step_tokens) : 0;
-  acc.top_k = t.top_k;
-  t.tokens_per_step.push_back(step_tokens);
-  std::vector<std::vector<int32_t>> layers;
-  at = n_counts + n_proc + n_src;
-  for (const auto& c : load.choices) {
-    std::vector<int32_t> v(c.size());
-    for (size_t i = 0; i < c.size(); ++i) {
-      const int64_t x = flat[at++];
-      // Exactly one rank reports each token: 0 (none) or > E (several) is a strategy bug.
-      MOE_REQUIRE(x >= 1 && x <= E, "record_step: a token's choice was not reported by exactly one rank");
-      v[i] = static_cast<int32_t>(x - 1);
-    }
-    layers.push_back(std::move(v));
-  }
-  t.choices.push_back(std::move(layers));
-}
 
 ojson load_json(const CheckedRouting& r, const LoadBalancingConfig& lb) {
   const auto chosen = r.chosen_total(), dropped = r.dropped_total();
@@ -195,8 +99,7 @@ ojson load_json(const CheckedRouting& r, const LoadBalancingConfig& lb) {
           {"per_step", per_step}};
 }
 
-ojson routing_json(const RoutingSource& source, const CheckedRouting& r,
-                   const std::vector<std::vector<std::vector<int32_t>>>* reference_choices) {
+ojson routing_json(const RoutingSource& source, const CheckedRouting& r, std::optional<bool> choices_match_reference) {
   ojson j = {{"workload", source.spec()},
              {"source", source.kind() == RoutingSource::Kind::gate        ? "gate"
                         : source.kind() == RoutingSource::Kind::synthetic ? "synthetic (overrides the gate's choice)"
@@ -212,7 +115,7 @@ ojson routing_json(const RoutingSource& source, const CheckedRouting& r,
     return j;
   }
   j["trace_digest"] = r.trace.digest();
-  if (reference_choices) j["choices_match_reference"] = *reference_choices == r.trace.choices;
+  if (choices_match_reference) j["choices_match_reference"] = *choices_match_reference;
   j["trace"] = r.trace.to_json();
   return j;
 }

@@ -7,16 +7,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend/backend.hpp"
 #include "core/config.hpp"
 #include "placement/placement.hpp"
-#include "runner/load_report.hpp"
+#include "runner/checked_routing.hpp"
 #include "topology/topology.hpp"
 
 namespace moe {
-
-// Collective: bytes each rank sent to each rank since the counters were reset, on every rank: [src][dst].
-std::vector<std::vector<int64_t>> traffic_matrix(Comm& world);
 
 // What a placement predicts for one iteration; `placement` null (tp_pp): no prediction.
 struct TrafficPrediction {

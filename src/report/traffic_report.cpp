@@ -1,5 +1,5 @@
 // Counted and predicted traffic (see traffic_report.hpp).
-#include "runner/traffic_report.hpp"
+#include "report/traffic_report.hpp"
 
 #include <algorithm>
 
@@ -30,18 +30,6 @@ ojson predicted_json(const Placement& p, const Topology& topo, int nics, double 
 }
 
 }  // namespace
-
-std::vector<std::vector<int64_t>> traffic_matrix(Comm& world) {
-  const int n = world.size();
-  std::vector<int64_t> flat(static_cast<size_t>(n) * n, 0);
-  const auto& mine = world.traffic().bytes_to_rank;
-  for (int d = 0; d < n; ++d) flat[static_cast<size_t>(world.rank()) * n + d] = mine.at(d);
-  world.all_reduce_sum_host(flat);
-  std::vector<std::vector<int64_t>> m(n, std::vector<int64_t>(n));
-  for (int s = 0; s < n; ++s)
-    for (int d = 0; d < n; ++d) m[s][d] = flat[static_cast<size_t>(s) * n + d];
-  return m;
-}
 
 ojson traffic_json(const Config& c, const Topology& topo, std::vector<std::vector<int64_t>> m, int iterations,
                    const TrafficPrediction& prediction, const CheckedRouting& checked) {

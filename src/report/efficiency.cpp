@@ -1,5 +1,5 @@
 // Runtime efficiency from the cost model (see efficiency.hpp); the formulas live in cost/roofline.*.
-#include "runner/efficiency.hpp"
+#include "report/efficiency.hpp"
 
 #include <memory>
 

@@ -1,14 +1,11 @@
-// Routing and load records of the checked pass (one untimed iteration): global per-step counts, the
-// assignments each rank's experts processed, per-source counts (ep), the recorded choices as a
-// routing trace, and the `load` and `routing` sections of a strategy's results JSON.
+// Routing records of the checked pass (one untimed iteration), reduced over the ranks step by step:
+// global per-step counts, the assignments each rank's experts processed, per-source counts (ep) and
+// the recorded choices as a routing trace. report/load_report.hpp writes them as results sections.
 #pragma once
 #include <cstdint>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "backend/backend.hpp"
-#include "core/config.hpp"
 #include "routing/routing_source.hpp"
 #include "strategies/strategy.hpp"
 
@@ -35,15 +32,5 @@ constexpr int64_t kTraceInlineLimit = int64_t(1) << 20;
 
 // Collective: adds one step's StepLoad (after the step ran) to `acc`.
 void record_step(Comm& world, const StepLoad& load, int64_t step_tokens, bool with_choices, CheckedRouting& acc);
-
-// `load` section: per layer tokens per expert, balancedness, cv, dropped, tokens per GPU (and per
-// source rank and expert for ep); balancing windows (balancedness per update window and the
-// multipliers after it, replaying the policy on the counted windows); dropped and balancedness per step.
-nlohmann::ordered_json load_json(const CheckedRouting& r, const LoadBalancingConfig& lb);
-
-// `routing` section: the workload's routing source, the trace (inline when recorded) and its digest,
-// and whether every choice equals the reference's (`reference_choices` empty: not checked).
-nlohmann::ordered_json routing_json(const RoutingSource& source, const CheckedRouting& r,
-                                    const std::vector<std::vector<std::vector<int32_t>>>* reference_choices);
 
 }  // namespace moe
