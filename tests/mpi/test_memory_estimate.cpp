@@ -1,7 +1,7 @@
 // The memory estimate against what the runs allocate: for every strategy of the shipped CPU configs
 // whose routing is the gate or uniform, the estimate is at least the measured peak of every rank and at most
 // 1.1 times it. (Configs with skewed synthetic routing are not covered: ep's receive buffers follow
-// the routing, and the estimate assumes at most 1.5x the balanced rows; see README "Memory".)
+// the routing, and the estimate assumes at most 2.25x the balanced rows (1.5x for uniform routing); see README "Memory".)
 #include <catch2/catch.hpp>
 
 #include "mpi_test_util.hpp"

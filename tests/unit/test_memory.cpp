@@ -49,39 +49,39 @@ TEST_CASE("memory: ep on the tiny config, by hand", "[memory]") {
   moe::Config c = tiny();
   moe::StrategyConfig s = c.strategies[1];
   SECTION("E == ep: one expert per rank") {
-    // hosted = 1, batch/ep = 1 sequence, Tl = 3; one part of a = 3*2 = 6 assignments, R = 9.
+    // hosted = 1, batch/ep = 1 sequence, Tl = 3; one part of a = 3*2 = 6 assignments, R = ceil(2.25a) = 14.
     // weights     = 2 * (4*4*4 + 4*4 + 1*2*4*8) = 2 * (64 + 16 + 64) = 288
     // kv          = 2 * 1 * 5 * 2*4              = 80
     // activations = scratch 4*3*4 + 3*2*8 + 3*4 = 108, 4*3*4 = 48, next input 4: 160 elements;
     //               vectors 2*3*2 + 3*6 + 1 = 31
-    // comm        = (2*6 + 2*9) * 4              = 120
+    // comm        = (2*6 + 2*14) * 4             = 160
     const moe::MemoryEstimate m = moe::estimate_memory(c, s, 4, 2);
     CHECK(m.weights_bytes == 288 * 2);
     CHECK(m.kv_cache_bytes == 80 * 2);
     CHECK(m.activations_bytes == 160 * 2 + 31 * 4);
-    CHECK(m.comm_buffers_bytes == 120 * 2);
+    CHECK(m.comm_buffers_bytes == 160 * 2);
   }
   SECTION("E > ep: ceil(E/ep) experts") {
     s.ep = 2;
-    // hosted = 2, 2 sequences, Tl = 6, a = 12, R = 18.
+    // hosted = 2, 2 sequences, Tl = 6, a = 12, R = 27.
     // weights = 2*(64 + 16 + 2*64) = 416; kv = 2*2*5*8 = 160;
     // activations = (4*6*4 + 6*2*8 + 6*4) + 4*6*4 + 2*4 = 320, vectors 2*6*2 + 3*12 + 2 = 62;
-    // comm = (24 + 36) * 4 = 240
+    // comm = (24 + 54) * 4 = 312
     const moe::MemoryEstimate m = moe::estimate_memory(c, s, 2, 1);
     CHECK(m.weights_bytes == 416);
     CHECK(m.kv_cache_bytes == 160);
     CHECK(m.activations_bytes == 320 + 62 * 4);
-    CHECK(m.comm_buffers_bytes == 240);
+    CHECK(m.comm_buffers_bytes == 312);
   }
   SECTION("E < ep: one (replicated) expert per rank") {
     c.model.experts = 2;
     // hosted = 1, 1 sequence: weights = 2*(64 + 4*2 + 64) = 272; activations 154 elements
-    // (scratch 48 + 48 + 3*2) and 31 vectors; comm 120.
+    // (scratch 48 + 48 + 3*2) and 31 vectors; comm 160.
     const moe::MemoryEstimate m = moe::estimate_memory(c, s, 4, 1);
     CHECK(m.weights_bytes == 272);
     CHECK(m.kv_cache_bytes == 80);
     CHECK(m.activations_bytes == 154 + 31 * 4);
-    CHECK(m.comm_buffers_bytes == 120);
+    CHECK(m.comm_buffers_bytes == 160);
   }
 }
 
