@@ -201,7 +201,7 @@ Command add_simulate_command(CLI::App& app) {
   c.app->add_option("-o,--out", args->out_path, "Write the results JSON (an array of documents with --sweep)");
   c.app->add_option("--sweep", args->sweep,
                     "Scale the cluster: ep=8,16,...; ranks = ep, nodes = ranks / gpus_per_node, baseline tp = "
-                    "gpus_per_node, pp = ranks / tp");
+                    "gpus_per_node, pp = ranks / tp; an ep strategy with expert_tp > 1 keeps it (ep = ranks / expert_tp)");
   c.app->add_option("--backend", args->backend, "Modeled backend: cuda (model dtype) or cpu (fp32); default from run.backend")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   c.run = [args](MpiSession& mpi, const std::vector<std::string>& argv) { return run_simulate(*args, mpi, argv); };

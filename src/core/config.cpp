@@ -4,6 +4,7 @@
 // Every error is a ConfigError whose path is the JSON path of the offending key.
 #include "core/config.hpp"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <fstream>
@@ -21,13 +22,7 @@ using json = nlohmann::json;
 
 const std::vector<std::string> kDtypes = {"fp32", "fp16", "bf16"};
 const std::vector<std::string> kBackends = {"auto", "cpu", "cuda"};
-const std::vector<std::string> kKinds = {"tp_pp", "ep"};
 const std::vector<std::string> kPolicies = {"none", "paper"};
-
-const std::vector<std::string> kTpPpKeys = {"tp", "pp", "microbatches"};
-const std::vector<std::string> kEpKeys = {"ep", "expert_tp", "chunks", "immediate_routing", "placement", "placement_profile"};
-const std::vector<std::string> kTpPpOverlap = {"none", "pipelined"};
-const std::vector<std::string> kEpOverlap = {"none", "chunked", "two_batch"};
 
 std::string join(const std::vector<std::string>& items, const char* sep) {
   std::string out;
@@ -218,42 +213,50 @@ LoadBalancingConfig parse_load_balancing(const json& j, const std::string& path)
   return lb;
 }
 
+// The keys of one kind (strategy_kinds()): read into `s`.
+void read_kind_keys(const ObjectReader& r, StrategyKind kind, StrategyConfig& s) {
+  switch (kind) {
+    case StrategyKind::tp_pp:
+      r.read("tp", s.tp);
+      r.read("pp", s.pp);
+      r.read("microbatches", s.microbatches);
+      return;
+    case StrategyKind::ep:
+      r.read("ep", s.ep);
+      r.read("expert_tp", s.expert_tp);
+      r.read("chunks", s.chunks);
+      r.read("immediate_routing", s.immediate_routing);
+      r.read("placement", s.placement);
+      r.read("placement_profile", s.placement_profile);
+      if (!s.placement_profile.empty()) parse_routing_distribution(s.placement_profile, r.at("placement_profile"));
+      return;
+  }
+}
+
 StrategyConfig parse_strategy(const json& j, const std::string& path) {
   if (!j.is_object()) throw ConfigError(path, "must be an object, got " + type_name(j) + " " + show(j));
   StrategyConfig s;
   {
     // The kind decides which keys are allowed, so read it before checking the others.
     auto it = j.find("kind");
-    if (it == j.end()) throw ConfigError(sub(path, "kind"), "is required but missing (tp_pp | ep)");
+    if (it == j.end())
+      throw ConfigError(sub(path, "kind"), "is required but missing (" + join(strategy_kind_names(), " | ") + ")");
     if (!it->is_string())
       throw ConfigError(sub(path, "kind"), "must be a string, got " + type_name(*it) + " " + show(*it));
     s.kind = it->get<std::string>();
-    check_one_of(sub(path, "kind"), s.kind, kKinds);
+    check_one_of(sub(path, "kind"), s.kind, strategy_kind_names());
   }
-  const bool tp_pp = s.kind == "tp_pp";
+  const StrategyKindInfo& info = strategy_kind_info(s.kind, sub(path, "kind"));
   std::vector<std::string> keys = {"name", "kind", "overlap", "load_balancing"};
-  const auto& own = tp_pp ? kTpPpKeys : kEpKeys;
-  const auto& other = tp_pp ? kEpKeys : kTpPpKeys;
-  keys.insert(keys.end(), own.begin(), own.end());
+  keys.insert(keys.end(), info.keys.begin(), info.keys.end());
   std::map<std::string, std::string> misplaced;
-  for (const auto& k : other)
-    misplaced[k] = "'" + k + "' applies only to strategies of kind '" + (tp_pp ? "ep" : "tp_pp") +
-                   "', this one is '" + s.kind + "'";
+  for (const StrategyKindInfo& other : strategy_kinds())
+    for (const auto& k : other.keys)
+      if (std::find(info.keys.begin(), info.keys.end(), k) == info.keys.end() && !misplaced.count(k))
+        misplaced[k] = "'" + k + "' applies only to strategies of kind '" + other.name + "', this one is '" + s.kind + "'";
   ObjectReader r(j, path, keys, misplaced);
   r.read("name", s.name, true);
-  if (tp_pp) {
-    r.read("tp", s.tp);
-    r.read("pp", s.pp);
-    r.read("microbatches", s.microbatches);
-  } else {
-    r.read("ep", s.ep);
-    r.read("expert_tp", s.expert_tp);
-    r.read("chunks", s.chunks);
-    r.read("immediate_routing", s.immediate_routing);
-    r.read("placement", s.placement);
-    r.read("placement_profile", s.placement_profile);
-    if (!s.placement_profile.empty()) parse_routing_distribution(s.placement_profile, r.at("placement_profile"));
-  }
+  read_kind_keys(r, info.kind, s);
   r.read("overlap", s.overlap);
   if (const json* lb = r.get("load_balancing", false)) s.load_balancing = parse_load_balancing(*lb, r.at("load_balancing"));
   return s;
@@ -298,50 +301,72 @@ void validate_load_balancing(const LoadBalancingConfig& lb, const std::string& p
     throw ConfigError(sub(path, "capacity_factor"), "must be >= 0 (0 = dropless), got " + num(lb.capacity_factor));
 }
 
-void validate_strategy(const Config& c, const StrategyConfig& s, const std::string& path) {
+std::string cluster_text(const Config& c) {
   const int64_t world = static_cast<int64_t>(c.cluster.nodes) * c.cluster.gpus_per_node;
-  const std::string cluster_desc = "the cluster has " + std::to_string(c.cluster.nodes) + " nodes x " +
-                                   std::to_string(c.cluster.gpus_per_node) + " gpus = " + std::to_string(world);
-  const int batch = c.workload.batch_sequences;
-  check_one_of(sub(path, "kind"), s.kind, kKinds);
-  if (s.kind == "tp_pp") {
-    require_positive(sub(path, "tp"), s.tp);
-    require_positive(sub(path, "pp"), s.pp);
-    require_positive(sub(path, "microbatches"), s.microbatches);
-    if (static_cast<int64_t>(s.tp) * s.pp != world)
-      throw ConfigError(sub(path, "tp"), "tp*pp = " + std::to_string(s.tp) + "*" + std::to_string(s.pp) + " = " +
-                                             std::to_string(static_cast<int64_t>(s.tp) * s.pp) + " but " + cluster_desc);
-    if (c.model.layers % s.pp != 0)
-      throw ConfigError(sub(path, "pp"), "model.layers = " + std::to_string(c.model.layers) +
-                                             " is not divisible by pp = " + std::to_string(s.pp));
-    if (c.model.attention && c.model.heads % s.tp != 0)
-      throw ConfigError(sub(path, "tp"), "model.heads = " + std::to_string(c.model.heads) +
-                                             " is not divisible by tp = " + std::to_string(s.tp));
-    // Each expert's W1 columns / W2 rows are split evenly over the tp ranks.
-    if (c.model.ffn_hidden % s.tp != 0)
-      throw ConfigError(sub(path, "tp"), "model.ffn_hidden = " + std::to_string(c.model.ffn_hidden) +
-                                             " is not divisible by tp = " + std::to_string(s.tp));
-    if (batch % s.microbatches != 0)
-      throw ConfigError(sub(path, "microbatches"), "workload.batch_sequences = " + std::to_string(batch) +
-                                                       " is not divisible by microbatches = " +
-                                                       std::to_string(s.microbatches));
-    check_one_of(sub(path, "overlap"), s.overlap, kTpPpOverlap);
-  } else {
-    check_one_of(sub(path, "overlap"), s.overlap, kEpOverlap);
-    require_positive(sub(path, "ep"), s.ep);
-    require_positive(sub(path, "expert_tp"), s.expert_tp);
-    if (s.expert_tp != 1) throw ConfigError(sub(path, "expert_tp"), "expert_tp > 1 is not supported yet");
-    require_positive(sub(path, "chunks"), s.chunks);
-    check_one_of(sub(path, "placement"), s.placement, placer_names());
-    if (!s.placement_profile.empty()) parse_routing_distribution(s.placement_profile, sub(path, "placement_profile"));
-    if (static_cast<int64_t>(s.ep) * s.expert_tp != world)
-      throw ConfigError(sub(path, "ep"), "ep*expert_tp = " + std::to_string(s.ep) + "*" + std::to_string(s.expert_tp) +
-                                             " = " + std::to_string(static_cast<int64_t>(s.ep) * s.expert_tp) +
-                                             " but " + cluster_desc);
-    if (batch % s.ep != 0)
-      throw ConfigError(sub(path, "ep"), "workload.batch_sequences = " + std::to_string(batch) +
-                                             " is not divisible by ep = " + std::to_string(s.ep) +
-                                             " (each EP rank owns an equal contiguous block of sequences)");
+  return "the cluster has " + std::to_string(c.cluster.nodes) + " nodes x " + std::to_string(c.cluster.gpus_per_node) +
+         " gpus = " + std::to_string(world);
+}
+
+void validate_tp_pp(const Config& c, const StrategyConfig& s, const std::string& path) {
+  const int64_t world = static_cast<int64_t>(c.cluster.nodes) * c.cluster.gpus_per_node;
+  require_positive(sub(path, "tp"), s.tp);
+  require_positive(sub(path, "pp"), s.pp);
+  require_positive(sub(path, "microbatches"), s.microbatches);
+  if (static_cast<int64_t>(s.tp) * s.pp != world)
+    throw ConfigError(sub(path, "tp"), "tp*pp = " + std::to_string(s.tp) + "*" + std::to_string(s.pp) + " = " +
+                                           std::to_string(static_cast<int64_t>(s.tp) * s.pp) + " but " + cluster_text(c));
+  if (c.model.layers % s.pp != 0)
+    throw ConfigError(sub(path, "pp"), "model.layers = " + std::to_string(c.model.layers) +
+                                           " is not divisible by pp = " + std::to_string(s.pp));
+  if (c.model.attention && c.model.heads % s.tp != 0)
+    throw ConfigError(sub(path, "tp"), "model.heads = " + std::to_string(c.model.heads) +
+                                           " is not divisible by tp = " + std::to_string(s.tp));
+  // Each expert's W1 columns / W2 rows are split evenly over the tp ranks.
+  if (c.model.ffn_hidden % s.tp != 0)
+    throw ConfigError(sub(path, "tp"), "model.ffn_hidden = " + std::to_string(c.model.ffn_hidden) +
+                                           " is not divisible by tp = " + std::to_string(s.tp));
+  if (c.workload.batch_sequences % s.microbatches != 0)
+    throw ConfigError(sub(path, "microbatches"), "workload.batch_sequences = " + std::to_string(c.workload.batch_sequences) +
+                                                     " is not divisible by microbatches = " + std::to_string(s.microbatches));
+}
+
+void validate_ep(const Config& c, const StrategyConfig& s, const std::string& path) {
+  const int64_t world = static_cast<int64_t>(c.cluster.nodes) * c.cluster.gpus_per_node;
+  require_positive(sub(path, "ep"), s.ep);
+  require_positive(sub(path, "expert_tp"), s.expert_tp);
+  require_positive(sub(path, "chunks"), s.chunks);
+  check_one_of(sub(path, "placement"), s.placement, placer_names());
+  if (!s.placement_profile.empty()) parse_routing_distribution(s.placement_profile, sub(path, "placement_profile"));
+  const int64_t ranks = static_cast<int64_t>(s.ep) * s.expert_tp;
+  if (ranks != world)
+    throw ConfigError(sub(path, "ep"), "ep*expert_tp = " + std::to_string(s.ep) + "*" + std::to_string(s.expert_tp) +
+                                           " = " + std::to_string(ranks) + " but " + cluster_text(c));
+  if (s.expert_tp > 1) {
+    // An expert's group of expert_tp ranks stays inside one node: its dispatch copies and partial
+    // results never share a NIC with another member's.
+    if (c.cluster.gpus_per_node % s.expert_tp != 0)
+      throw ConfigError(sub(path, "expert_tp"), "expert_tp = " + std::to_string(s.expert_tp) +
+                                                    " does not divide cluster.gpus_per_node = " +
+                                                    std::to_string(c.cluster.gpus_per_node) +
+                                                    " (each expert's group of ranks stays in one node)");
+    if (c.model.ffn_hidden % s.expert_tp != 0)
+      throw ConfigError(sub(path, "expert_tp"), "model.ffn_hidden = " + std::to_string(c.model.ffn_hidden) +
+                                                    " is not divisible by expert_tp = " + std::to_string(s.expert_tp));
+  }
+  if (c.workload.batch_sequences % ranks != 0)
+    throw ConfigError(sub(path, "ep"), "workload.batch_sequences = " + std::to_string(c.workload.batch_sequences) +
+                                           " is not divisible by " +
+                                           (s.expert_tp == 1 ? "ep = " : "ep*expert_tp = ") + std::to_string(ranks) +
+                                           " (each rank owns an equal contiguous block of sequences)");
+}
+
+void validate_strategy(const Config& c, const StrategyConfig& s, const std::string& path) {
+  check_one_of(sub(path, "kind"), s.kind, strategy_kind_names());
+  const StrategyKindInfo& info = strategy_kind_info(s.kind, sub(path, "kind"));
+  check_one_of(sub(path, "overlap"), s.overlap, info.overlap_modes);
+  switch (info.kind) {
+    case StrategyKind::tp_pp: validate_tp_pp(c, s, path); break;
+    case StrategyKind::ep: validate_ep(c, s, path); break;
   }
   validate_load_balancing(s.load_balancing, sub(path, "load_balancing"));
 }
@@ -418,19 +443,22 @@ nlohmann::ordered_json config_to_json(const Config& c) {
     ojson so;
     so["name"] = s.name;
     so["kind"] = s.kind;
-    if (s.kind == "tp_pp") {
-      so["tp"] = s.tp;
-      so["pp"] = s.pp;
-      so["microbatches"] = s.microbatches;
-      so["overlap"] = s.overlap;
-    } else if (s.kind == "ep") {
-      so["ep"] = s.ep;
-      so["expert_tp"] = s.expert_tp;
-      so["chunks"] = s.chunks;
-      so["overlap"] = s.overlap;
-      so["immediate_routing"] = s.immediate_routing;
-      so["placement"] = s.placement;
-      if (!s.placement_profile.empty()) so["placement_profile"] = s.placement_profile;
+    switch (kind_of(s)) {
+      case StrategyKind::tp_pp:
+        so["tp"] = s.tp;
+        so["pp"] = s.pp;
+        so["microbatches"] = s.microbatches;
+        so["overlap"] = s.overlap;
+        break;
+      case StrategyKind::ep:
+        so["ep"] = s.ep;
+        so["expert_tp"] = s.expert_tp;
+        so["chunks"] = s.chunks;
+        so["overlap"] = s.overlap;
+        so["immediate_routing"] = s.immediate_routing;
+        so["placement"] = s.placement;
+        if (!s.placement_profile.empty()) so["placement_profile"] = s.placement_profile;
+        break;
     }
     const LoadBalancingConfig& lb = s.load_balancing;
     so["load_balancing"] = ojson{{"policy", lb.policy},

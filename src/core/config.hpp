@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/strategy_kind.hpp"
+
 namespace moe {
 
 struct ModelConfig {
@@ -64,7 +66,7 @@ struct LoadBalancingConfig {
 
 struct StrategyConfig {
   std::string name;
-  std::string kind;                // tp_pp | ep
+  std::string kind;                // the config's spelling of a StrategyKind (core/strategy_kind.hpp)
   // Overlap of communication with computation (see schedule/schedule.hpp):
   // tp_pp: none | pipelined; ep: none | chunked | two_batch. Default none.
   std::string overlap = "none";
@@ -72,7 +74,9 @@ struct StrategyConfig {
   int tp = 1;
   int pp = 1;
   int microbatches = 1;
-  // ep
+  // ep: ep x expert_tp ranks. Expert-TP group g is ranks [g * expert_tp, (g + 1) * expert_tp) on one
+  // node; the placement maps experts to groups, and each member holds 1/expert_tp of every expert of
+  // its group (W1 columns, W2 rows). Attention is data parallel over all ep x expert_tp ranks.
   int ep = 1;
   int expert_tp = 1;
   int chunks = 1;
@@ -85,6 +89,17 @@ struct StrategyConfig {
   // both
   LoadBalancingConfig load_balancing;
 };
+
+// The kind of `s` (a ConfigError for a spelling strategy_kinds() does not list).
+inline StrategyKind kind_of(const StrategyConfig& s) { return strategy_kind_info(s.kind).kind; }
+// Ranks a strategy runs on: tp x pp or ep x expert_tp.
+inline int strategy_ranks(const StrategyConfig& s) {
+  switch (kind_of(s)) {
+    case StrategyKind::tp_pp: return s.tp * s.pp;
+    case StrategyKind::ep: return s.ep * s.expert_tp;
+  }
+  return 0;
+}
 
 struct RunConfig {
   std::string backend = "auto";    // auto | cpu | cuda

@@ -1,6 +1,7 @@
 // Cost of every phase of a tp_pp or ep step: FLOPs, device-memory bytes and bytes per link, from the
 // config, the placement and an expected routing. It mirrors the kernels and messages the strategies
 // issue (tp_pp.cpp, ep.cpp, blocks.cpp), so its FLOPs and counted link bytes equal the runtime's.
+// Each kind's steps are built in its own file (tp_pp_cost.cpp, ep_cost.cpp).
 #pragma once
 #include <array>
 #include <map>
@@ -113,7 +114,7 @@ struct TpPpLayerCost {
 };
 
 struct StepCost {
-  std::string kind;     // tp_pp | ep
+  StrategyKind kind = StrategyKind::ep;
   Schedule schedule;    // ep: the step's; tp_pp: pipeline stage 0's (every stage does the same work)
   int new_len = 0;      // prompt_tokens (prefill) or 1 (decode)
   int past_len = 0;     // cached positions before this step
@@ -170,6 +171,7 @@ struct CostTotals {
   double flops() const;
   double hbm_bytes() const;
   void add(const CostTotals& o);
+  void add_op(const Op& op, double times);   // `times` occurrences of op (all ranks)
 };
 
 class CostModel {
@@ -188,16 +190,30 @@ class CostModel {
   CostTotals iteration_totals() const;
 
   const Topology& topology() const { return topo_; }
+  // ep: the placement the costs are for (shards when expert_tp > 1); null for tp_pp.
+  const Placement* placement() const { return placement_.get(); }
   int nics_per_node() const { return nics_; }
   int elem_bytes() const { return options_.elem_bytes; }
 
  private:
   struct EpRouting;
-  StepCost step_ep(int new_len, int past_len) const;
+  void check_tp_pp() const;
+  void check_ep();   // and chooses the placement
+  // tp_pp (tp_pp_cost.cpp): a step, one layer of a stage (`allreduce`: its all-reduces), its experts.
   StepCost step_tp_pp(int new_len, int past_len) const;
-  // The parts of an ep layer with flows `route` under the step's schedule.
+  TpPpLayerCost tp_pp_layer(const StepCost& s, int layer, const CommCost& allreduce) const;
+  Op tp_pp_experts(const StepCost& s, int layer) const;
+  void add_tp_pp_totals(const StepCost& s, CostTotals& t) const;
+  // ep (ep_cost.cpp): a step, one layer (`local_seqs` sequences per rank), the parts of a layer with
+  // flows `route` under the step's schedule, and one part's dispatch, experts and combine (n rows per rank).
+  StepCost step_ep(int new_len, int past_len) const;
+  EpLayerCost ep_layer(const StepCost& s, int layer, int step_idx, int64_t local_seqs) const;
   std::shared_ptr<const std::vector<EpChunkCost>> ep_parts(const EpRouting& route, const Schedule& schedule,
                                                            int64_t local_seqs) const;
+  Op ep_dispatch(const EpRouting& route, double n) const;
+  Op ep_experts(const EpRouting& route, double n, int64_t local_seqs) const;
+  Op ep_combine(const EpRouting& route, double n) const;
+  void add_ep_totals(const StepCost& s, CostTotals& t) const;
   // Flows of one layer for a step of `step_tokens` tokens, `rows` per source rank (step index as in
   // step_source_assignments).
   std::shared_ptr<const EpRouting> ep_routing(int layer, int step_idx, int64_t rows, int64_t step_tokens) const;

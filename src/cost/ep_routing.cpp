@@ -1,6 +1,8 @@
 // Expert-parallel flows of a layer for the cost model: from expert shares (every source alike, spread
 // evenly over the nearest replicas) or from per-source assignments (split_over_replicas, the runtime's
-// replica deal, so integer counts give the runtime's exact rows per link).
+// replica deal, so integer counts give the runtime's exact rows per link). With expert_tp > 1 the
+// placement holds shards (shard_placement): every assignment to expert e is one row to each shard
+// e * expert_tp + m, as ep.cpp's shard_routing dispatches it.
 #include "cost/ep_routing.hpp"
 
 #include <algorithm>
@@ -103,10 +105,10 @@ std::shared_ptr<const CostModel::EpRouting> CostModel::ep_routing(int layer, int
     if (prev != flows_.end() && assignments_per_token(config_, spec_, options_.routing, layer - 1, step_tokens) == a)
       return cached = prev->second;
   }
-  const int G = topo_.num_ranks(), E = config_.model.experts;
+  const int G = topo_.num_ranks(), E = lp.num_experts, etp = spec_.expert_tp;
   auto r = std::make_shared<EpRouting>();
   r->begin(G, lp.max_slots());
-  for (double x : a) r->sent_rows += x;
+  for (double x : a) r->sent_rows += x * etp;
   std::vector<int> seen(G, -1);
   std::vector<int> candidates;
   for (int src = 0; src < G; ++src) {
@@ -123,7 +125,7 @@ std::shared_ptr<const CostModel::EpRouting> CostModel::ep_routing(int layer, int
           if (topo_.link(src, q) == LinkClass::intra_node) candidates.push_back(q);
         if (candidates.empty()) candidates = reps;
       }
-      const double w = a[e] / double(candidates.size());
+      const double w = a[e / etp] / double(candidates.size());
       for (int dst : candidates) r->add_flow(topo_, src, dst, lp.slot_of(dst, e), w, seen, peers);
     }
     r->peers = std::max(r->peers, peers);
@@ -153,7 +155,7 @@ std::shared_ptr<const CostModel::EpRouting> CostModel::ep_routing_sources(int la
   const auto key = std::make_tuple(layer, &a, rows);
   if (auto it = by_source_.find(key); it != by_source_.end()) return it->second;
   const LayerPlacement& lp = placement_->layers.at(layer);
-  const int G = topo_.num_ranks(), E = config_.model.experts;
+  const int G = topo_.num_ranks(), E = config_.model.experts, etp = spec_.expert_tp;
   MOE_REQUIRE(static_cast<int>(a.size()) == config_.model.layers && static_cast<int>(a[layer].size()) == G,
               "expected routing: source_assignments must be [layers][ranks][experts]");
   // Layers with the previous layer's placement and assignments have its flows.
@@ -180,12 +182,14 @@ std::shared_ptr<const CostModel::EpRouting> CostModel::ep_routing_sources(int la
       const double nearest = std::round(count);
       if (std::abs(count - nearest) <= 1e-9 * std::max(1.0, nearest)) count = nearest;
       if (count <= 0) continue;
-      split_over_replicas(lp, e, src, topo_, count, shares);
-      for (const ReplicaShare& sh : shares) {
-        if (sh.rows <= 0) continue;
-        const double w = sh.rows * per_row;
-        r->sent_rows_of[src] += w;
-        r->add_flow(topo_, src, sh.rank, lp.slot_of(sh.rank, e), w, seen, peers);
+      for (int shard = e * etp; shard < (e + 1) * etp; ++shard) {
+        split_over_replicas(lp, shard, src, topo_, count, shares);
+        for (const ReplicaShare& sh : shares) {
+          if (sh.rows <= 0) continue;
+          const double w = sh.rows * per_row;
+          r->sent_rows_of[src] += w;
+          r->add_flow(topo_, src, sh.rank, lp.slot_of(sh.rank, shard), w, seen, peers);
+        }
       }
     }
     r->peers = std::max(r->peers, peers);

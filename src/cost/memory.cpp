@@ -1,5 +1,5 @@
 // Per-rank memory estimates (weights, KV cache, activations, communication buffers) for tp_pp, ep
-// and the single-rank FP32 reference, and the CUDA runtime's share.
+// (with expert_tp) and the single-rank FP32 reference, and the CUDA runtime's share.
 #include "cost/memory.hpp"
 
 #include <algorithm>
@@ -102,33 +102,36 @@ MemoryEstimate estimate_tp_pp(const Config& c, const Dims& x, const StrategyConf
   return e;
 }
 
-// ep: a rank owns batch/ep sequences with full attention weights and their KV cache, and hosts
-// `hosted` experts per layer: ceil(E/ep) when E >= ep, else 1 (replicas of hot experts). Tl =
-// (batch/ep)*prompt local tokens; P parts (chunks or batches) of at most `a` = part rows * k
-// assignments each.
-//   weights     = L * (4*d*HD + d*E + hosted*2*d*f)
-//   kv          = L * (batch/ep) * S * 2*HD
-//   activations = scratch 4*Tl*HD + Tl*k*f + Tl*E, layer input, normed rows, partial output and the
-//                 prompt 4*Tl*d, the next decode input (batch/ep)*d; vectors: gate choice 2*Tl*k
-//                 (gate routing), per part send index, combine slot and weight 3*a, batch/ep
+// ep (ep x expert_tp ranks): a rank owns batch/(ep*expert_tp) sequences with full attention weights
+// and their KV cache, and holds its 1/expert_tp shard (f_s = f/expert_tp FFN columns) of the
+// `hosted` experts per layer of its expert-TP group: ceil(E/ep) when E >= ep, else 1 (replicas of
+// hot experts). Tl local tokens; P parts (chunks or batches) of at most `a` = part rows * k *
+// expert_tp assignments each (every member of an expert's group gets the row).
+//   weights     = L * (4*d*HD + d*E + hosted*2*d*f_s)
+//   kv          = L * (batch/ranks) * S * 2*HD
+//   activations = scratch 4*Tl*HD + Tl*k*expert_tp*f_s + Tl*E, layer input, normed rows, partial
+//                 output and the prompt 4*Tl*d, the next decode input (batch/ranks)*d; vectors: gate
+//                 choice 2*Tl*k (gate routing), per part send index, combine slot and weight 3*a,
+//                 batch/ranks
 //   comm        = per part: the rows sent and returned 2*a*d, the rows received and their expert
 //                 outputs 2*R*d, R = a * ep_receive_headroom (2.25, or 1.5 for uniform routing)
 MemoryEstimate estimate_ep(const Config& c, const Dims& x, const StrategyConfig& s, int64_t eb) {
-  const int64_t ep = s.ep;
+  const int64_t ep = s.ep, etp = s.expert_tp;
   const int64_t hosted = x.E >= ep ? ceil_div(x.E, ep) : 1;
-  const int64_t seqs_here = x.batch / ep;
+  const int64_t f_shard = x.f / etp;
+  const int64_t seqs_here = x.batch / (ep * etp);
   const int64_t Tl = seqs_here * x.prompt;
   const Schedule prefill = ep_step_schedule(c, s, c.workload.prompt_tokens);
   const Schedule decode = ep_step_schedule(c, s, 1);
   const int64_t parts = int64_t(std::max(prefill.parts.size(), decode.parts.size()));
   int64_t part_rows = 1;
   for (const PartRows& p : prefill.parts) part_rows = std::max(part_rows, p.rows);
-  const int64_t a = part_rows * x.k;
+  const int64_t a = part_rows * x.k * etp;
   const int64_t received = static_cast<int64_t>(std::ceil(double(a) * ep_receive_headroom(c.workload)));
   MemoryEstimate e;
-  e.weights_bytes = x.L * (4 * x.d * x.HD + x.d * x.E + hosted * 2 * x.d * x.f) * eb;
+  e.weights_bytes = x.L * (4 * x.d * x.HD + x.d * x.E + hosted * 2 * x.d * f_shard) * eb;
   e.kv_cache_bytes = x.L * seqs_here * x.S * 2 * x.HD * eb;
-  const int64_t scratch = 4 * Tl * x.HD + Tl * x.k * x.f + Tl * x.E;
+  const int64_t scratch = 4 * Tl * x.HD + Tl * x.k * etp * f_shard + Tl * x.E;
   const int64_t vectors = (c.workload.routing == "gate" ? 2 * Tl * x.k : 0) + parts * 3 * a + seqs_here;
   e.activations_bytes = (scratch + 4 * Tl * x.d + seqs_here * x.d) * eb + vectors * 4;
   e.comm_buffers_bytes = parts * (2 * a + 2 * received) * x.d * eb;
@@ -144,7 +147,7 @@ std::string MemoryEstimate::describe() const {
 }
 
 void add_cuda_runtime(MemoryEstimate& e, const StrategyConfig& s, int64_t attention_workspace_bytes, int64_t staging_bytes) {
-  const int64_t communicators = s.kind == "tp_pp" ? 3 : 1;
+  const int64_t communicators = kind_of(s) == StrategyKind::tp_pp ? 3 : 1;
   const int64_t streams = 3;  // compute, send, receive: one cuBLAS handle each
   e.runtime_bytes += attention_workspace_bytes + staging_bytes + streams * kCublasWorkspaceBytes + kCudaContextBytes +
                      communicators * kNcclCommunicatorBytes;
@@ -155,13 +158,13 @@ MemoryEstimate estimate_memory(const Config& c, const StrategyConfig& s, int wor
   (void)world_size;
   MOE_REQUIRE(dtype_bytes > 0, "dtype_bytes must be positive");
   const Dims x = dims_of(c);
-  if (s.kind == "tp_pp") {
-    MOE_REQUIRE(s.tp > 0 && s.pp > 0 && s.microbatches > 0, "tp, pp and microbatches must be positive");
-    return estimate_tp_pp(c, x, s, dtype_bytes);
-  }
-  if (s.kind == "ep") {
-    MOE_REQUIRE(s.ep > 0, "ep must be positive");
-    return estimate_ep(c, x, s, dtype_bytes);
+  switch (kind_of(s)) {
+    case StrategyKind::tp_pp:
+      MOE_REQUIRE(s.tp > 0 && s.pp > 0 && s.microbatches > 0, "tp, pp and microbatches must be positive");
+      return estimate_tp_pp(c, x, s, dtype_bytes);
+    case StrategyKind::ep:
+      MOE_REQUIRE(s.ep > 0 && s.expert_tp > 0, "ep and expert_tp must be positive");
+      return estimate_ep(c, x, s, dtype_bytes);
   }
   throw Error("estimate_memory: no memory model for strategy kind '" + s.kind + "'");
 }

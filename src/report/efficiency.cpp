@@ -31,8 +31,10 @@ nlohmann::ordered_json efficiency_json(const Config& config, const StrategyConfi
   MOE_REQUIRE(prefill_s >= 0 && decode_step_s >= 0, "efficiency: measured times must not be negative");
   CostOptions options;
   options.elem_bytes = elem_bytes;
-  const bool counted = spec.kind == "ep" && !kept_by_source.empty();
-  if (spec.kind == "ep") options.placement = std::make_shared<const Placement>(placement);
+  const bool ep = kind_of(spec) == StrategyKind::ep;
+  const bool counted = ep && !kept_by_source.empty();
+  // An empty placement (expert_tp > 1 reports none): the cost model plans as the strategy does.
+  if (ep && !placement.layers.empty()) options.placement = std::make_shared<const Placement>(placement);
   if (counted) {
     // Per local token of each source: the iteration's kept assignments over its local tokens (every
     // rank routes batch / ep sequences, prompt + decode_steps tokens each).
@@ -55,7 +57,7 @@ nlohmann::ordered_json efficiency_json(const Config& config, const StrategyConfi
 
   nlohmann::ordered_json j;
   j["source"] = std::string("counts: cost model (src/cost; ") +
-                (spec.kind != "ep" ? "tp_pp link bytes do not depend on the routing"
+                (!ep ? "tp_pp link bytes do not depend on the routing"
                  : counted ? "ep with the run's counted routing: kept assignments per source rank and expert over the "
                              "checked iteration, the same mix per local token in every step, through the runtime's replica deal"
                            : "ep link bytes for an expected uniform routing, the measured ones are in traffic") +

@@ -88,12 +88,14 @@ Schedule serialized(const Schedule& s) {
 }
 
 Schedule ep_step_schedule(const Config& c, const StrategyConfig& spec, int new_len) {
-  MOE_REQUIRE(spec.kind == "ep" && spec.ep > 0, "ep_step_schedule: not an ep strategy");
-  return build_ep_schedule(spec, c.model.layers, c.model.attention, c.workload.batch_sequences / spec.ep, new_len);
+  MOE_REQUIRE(kind_of(spec) == StrategyKind::ep && strategy_ranks(spec) > 0, "ep_step_schedule: not an ep strategy");
+  // Attention is data parallel over every rank (ep x expert_tp): each owns an equal block of sequences.
+  return build_ep_schedule(spec, c.model.layers, c.model.attention, c.workload.batch_sequences / strategy_ranks(spec),
+                           new_len);
 }
 
 Schedule tp_pp_stage_schedule(const Config& c, const StrategyConfig& spec, int stage) {
-  MOE_REQUIRE(spec.kind == "tp_pp" && spec.pp > 0, "tp_pp_stage_schedule: not a tp_pp strategy");
+  MOE_REQUIRE(kind_of(spec) == StrategyKind::tp_pp && spec.pp > 0, "tp_pp_stage_schedule: not a tp_pp strategy");
   return build_tp_pp_schedule(spec, stage, spec.pp, c.model.layers / spec.pp, c.model.attention);
 }
 

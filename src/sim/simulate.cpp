@@ -13,6 +13,7 @@
 #include "cost/roofline.hpp"
 #include "report/results.hpp"
 #include "routing/router.hpp"
+#include "schedule/layout.hpp"
 #include "sim/assumed_routing.hpp"
 #include "sim/simulator.hpp"
 
@@ -43,18 +44,6 @@ int64_t largest(int64_t unit, int64_t limit, F ok) {
     (ok(mid * unit) ? lo : hi) = mid;
   }
   return lo * unit;
-}
-
-ojson layout_json(const Config& c, const StrategyConfig& s) {
-  const ModelConfig& m = c.model;
-  if (s.kind == "tp_pp")
-    return {{"tp", s.tp}, {"pp", s.pp}, {"microbatches", s.microbatches}, {"overlap", s.overlap}, {"layers_per_stage", m.layers / s.pp},
-            {"heads_per_rank", m.attention ? m.heads / s.tp : 0}, {"experts_per_rank", m.experts},
-            {"expert_shard_ffn_columns", m.ffn_hidden / s.tp}};
-  const int max_experts = m.experts >= s.ep ? (m.experts + s.ep - 1) / s.ep : 1;
-  return {{"ep", s.ep}, {"expert_tp", s.expert_tp}, {"chunks", s.chunks}, {"overlap", s.overlap},
-          {"sequences_per_rank", c.workload.batch_sequences / s.ep}, {"placement", s.placement},
-          {"max_experts_per_rank", max_experts}};
 }
 
 ojson phases_json(const StepTiming& t) {
@@ -138,7 +127,12 @@ int simulated_elem_bytes(const Config& c, const std::string& backend) {
 }
 
 int64_t largest_batch_that_fits(const Config& c, const StrategyConfig& s, int eb) {
-  const int64_t unit = s.kind == "ep" ? s.ep : s.microbatches;
+  // Batches a run accepts: multiples of the ranks' sequence blocks (ep) or of the micro-batches (tp_pp).
+  int64_t unit = 1;
+  switch (kind_of(s)) {
+    case StrategyKind::ep: unit = strategy_ranks(s); break;
+    case StrategyKind::tp_pp: unit = s.microbatches; break;
+  }
   Config x = c;
   return largest(unit, int64_t(1) << 24, [&](int64_t b) {
     x.workload.batch_sequences = static_cast<int>(b);
@@ -154,59 +148,37 @@ int64_t largest_prompt_that_fits(const Config& c, const StrategyConfig& s, int e
   });
 }
 
-ojson simulate_strategy(const Config& c, const StrategyConfig& s, const SimulateOptions& o) {
-  const int eb = simulated_elem_bytes(c, o.backend);
-  const HardwareProfile& hw = o.hardware;
-  AssumedRouting assumed;
-  if (o.routing.expert_share.empty() && !o.routing.has_sources()) {
-    assumed = assumed_routing(c, s, o.trace.get());
-  } else {
-    assumed.routing = o.routing;
-    assumed.name = assumed.description = "given by the caller";
-  }
-  const ExpectedRouting& routing = assumed.routing;
-  CostOptions co;
-  co.elem_bytes = eb;
-  co.routing = routing;
-  const CostModel model(c, s, co);
-  const WorkloadConfig& w = c.workload;
+namespace {
 
-  const StepTiming pre = simulate_step(model.prefill(), hw);
-  std::vector<StepTiming> dec;
+// The step timings of a simulation: prefill, every decode step and, with overlap, the decode steps
+// in program order (what the overlap saves).
+struct SimulatedSteps {
+  StepTiming prefill, decode_mean;
   std::vector<double> tpots, serial_tpots;
-  // With overlap, the same steps in program order give what the overlap saves.
+};
+
+SimulatedSteps simulate_steps(const CostModel& model, const StrategyConfig& s, const WorkloadConfig& w,
+                              const HardwareProfile& hw) {
+  SimulatedSteps out;
+  out.prefill = simulate_step(model.prefill(), hw);
+  std::vector<StepTiming> dec;
   const bool overlapped = s.overlap != "none";
   for (int t = 0; t < w.decode_steps; ++t) {
     StepCost sc = model.decode(t);
     dec.push_back(simulate_step(sc, hw));
-    tpots.push_back(dec.back().time_ms);
+    out.tpots.push_back(dec.back().time_ms);
     if (overlapped) {
       sc.schedule = serialized(sc.schedule);
-      serial_tpots.push_back(simulate_step(sc, hw).time_ms);
+      out.serial_tpots.push_back(simulate_step(sc, hw).time_ms);
     }
   }
-  const StepTiming dmean = mean_timing(dec);
-  const double decode_total_s = dmean.time_ms * w.decode_steps / 1e3;
-  const int64_t prefill_tokens = int64_t(w.batch_sequences) * w.prompt_tokens;
+  out.decode_mean = mean_timing(dec);
+  return out;
+}
 
-  ojson r;
-  r["name"] = s.name;
-  r["kind"] = s.kind;
-  r["layout"] = layout_json(c, s);
-  if (s.kind == "ep")
-    r["layout"]["schedule"] = {{"prefill", model.prefill().schedule.summary()}, {"decode_step", model.decode(0).schedule.summary()}};
-  else
-    r["layout"]["schedule"] = {{"stage", 0}, {"step", model.prefill().schedule.summary()}};
-  r["prefill"] = {{"tokens", prefill_tokens},
-                  {"time_s", {{"mean", pre.time_ms / 1e3}, {"min", pre.time_ms / 1e3}, {"max", pre.time_ms / 1e3}}},
-                  {"tokens_per_s", pre.time_ms > 0 ? prefill_tokens / (pre.time_ms / 1e3) : 0}};
-  r["decode"] = {{"batch", w.batch_sequences},
-                 {"steps", w.decode_steps},
-                 {"tpot_ms", {{"mean", dmean.time_ms}, {"p50", percentile(tpots, 0.5)}, {"p99", percentile(tpots, 0.99)}}},
-                 {"tokens_per_s", decode_total_s > 0 ? double(w.batch_sequences) * w.decode_steps / decode_total_s : 0}};
-  r["phases_ms"] = {{"prefill", phases_json(pre)}, {"decode_step", phases_json(dmean)}};
-
-  const CostTotals tot = model.iteration_totals();
+// The `traffic`, `load` and `routing` sections for the assumed routing.
+void routing_sections(ojson& r, const Config& c, const StrategyConfig& s, const CostTotals& tot, const AssumedRouting& assumed) {
+  const ExpectedRouting& routing = assumed.routing;
   r["traffic"] = {{"per_iteration", true},
                   {"intra_node_bytes", std::llround(tot.links.intra_bytes)},
                   {"inter_node_bytes", std::llround(tot.links.inter_bytes)},
@@ -222,16 +194,21 @@ ojson simulate_strategy(const Config& c, const StrategyConfig& s, const Simulate
     }
     if (mx > 0) balancedness = std::min(balancedness, sum / layer.size() / mx);
   }
-  const double dropped = assumed.dropped_known && s.kind == "ep" ? assumed.dropped : expected_dropped(c, s, routing);
+  const bool ep = kind_of(s) == StrategyKind::ep;
+  const double dropped = assumed.dropped_known && ep ? assumed.dropped : expected_dropped(c, s, routing);
   r["load"] = {{"scope", "expected routing over one iteration"},
                {"routing", assumed.name},
                {"min_balancedness", balancedness}, {"dropped_total", std::llround(dropped)},
                {"layers", ojson::array()}};
   r["routing"] = {{"workload_routing", c.workload.routing}, {"assumed", assumed.description},
-                  {"used_by", s.kind == "ep" ? "ep: assignments per source rank and expert through the placement's replica deal"
-                                             : "tp_pp: expert shares (its link bytes do not depend on the routing)"},
+                  {"used_by", ep ? "ep: assignments per source rank and expert through the placement's replica deal"
+                                 : "tp_pp: expert shares (its link bytes do not depend on the routing)"},
                   {"notes", assumed.notes}};
+}
 
+// The `memory` and `feasibility` sections: the estimate against the GPU's memory.
+void memory_sections(ojson& r, const Config& c, const StrategyConfig& s, int eb) {
+  const WorkloadConfig& w = c.workload;
   const MemoryEstimate est = estimate_memory(c, s, world_of(c), eb);
   const bool ok = double(est.total_bytes()) <= capacity_bytes(c);
   r["memory"] = {{"source", "estimate (simulated): peak_allocated_* repeat estimate_bytes"},
@@ -247,6 +224,45 @@ ojson simulate_strategy(const Config& c, const StrategyConfig& s, const Simulate
                       {"at_prompt_tokens", w.prompt_tokens},
                       {"largest_prompt_that_fits", largest_prompt_that_fits(c, s, eb)},
                       {"at_batch_sequences", w.batch_sequences}};
+}
+
+}  // namespace
+
+ojson simulate_strategy(const Config& c, const StrategyConfig& s, const SimulateOptions& o) {
+  const int eb = simulated_elem_bytes(c, o.backend);
+  AssumedRouting assumed;
+  if (o.routing.expert_share.empty() && !o.routing.has_sources()) {
+    assumed = assumed_routing(c, s, o.trace.get());
+  } else {
+    assumed.routing = o.routing;
+    assumed.name = assumed.description = "given by the caller";
+  }
+  CostOptions co;
+  co.elem_bytes = eb;
+  co.routing = assumed.routing;
+  const CostModel model(c, s, co);
+  const WorkloadConfig& w = c.workload;
+  const SimulatedSteps steps = simulate_steps(model, s, w, o.hardware);
+  const StepTiming& pre = steps.prefill;
+  const StepTiming& dmean = steps.decode_mean;
+  const double decode_total_s = dmean.time_ms * w.decode_steps / 1e3;
+  const int64_t prefill_tokens = int64_t(w.batch_sequences) * w.prompt_tokens;
+
+  ojson r;
+  r["name"] = s.name;
+  r["kind"] = s.kind;
+  r["layout"] = strategy_layout(c, s, model.placement());
+  r["prefill"] = {{"tokens", prefill_tokens},
+                  {"time_s", {{"mean", pre.time_ms / 1e3}, {"min", pre.time_ms / 1e3}, {"max", pre.time_ms / 1e3}}},
+                  {"tokens_per_s", pre.time_ms > 0 ? prefill_tokens / (pre.time_ms / 1e3) : 0}};
+  r["decode"] = {{"batch", w.batch_sequences},
+                 {"steps", w.decode_steps},
+                 {"tpot_ms", {{"mean", dmean.time_ms}, {"p50", percentile(steps.tpots, 0.5)}, {"p99", percentile(steps.tpots, 0.99)}}},
+                 {"tokens_per_s", decode_total_s > 0 ? double(w.batch_sequences) * w.decode_steps / decode_total_s : 0}};
+  r["phases_ms"] = {{"prefill", phases_json(pre)}, {"decode_step", phases_json(dmean)}};
+  const CostTotals tot = model.iteration_totals();
+  routing_sections(r, c, s, tot, assumed);
+  memory_sections(r, c, s, eb);
 
   // The runner's roofline over the predicted times (cost/roofline.hpp): one formula for both.
   ojson eff = {{"source", "counts: cost model, " + assumed.name + " routing; times: simulated prefill and mean decode step; "
@@ -257,9 +273,9 @@ ojson simulate_strategy(const Config& c, const StrategyConfig& s, const Simulate
   r["efficiency"] = eff;
   r["roofline"] = {{"prefill", roofline_json(pre)}, {"decode_step", roofline_json(dmean)}};
   ojson ov = {{"mode", s.overlap}, {"prefill", overlap_json(pre)}, {"decode_step", overlap_json(dmean)}};
-  if (!serial_tpots.empty()) {
+  if (!steps.serial_tpots.empty()) {
     double m = 0;
-    for (double v : serial_tpots) m += v / serial_tpots.size();
+    for (double v : steps.serial_tpots) m += v / steps.serial_tpots.size();
     ov["tpot_ms_without_overlap"] = m;
   }
   r["overlap"] = ov;
@@ -312,6 +328,35 @@ ojson simulate_config(const Config& c, const SimulateOptions& o) {
   return doc;
 }
 
+namespace {
+
+// `s` laid out on `ranks` ranks of `gpus_per_node` per node; why it cannot be, or empty.
+std::string scale_strategy(const Config& c, int gpus_per_node, int ranks, StrategyConfig& s) {
+  switch (kind_of(s)) {
+    case StrategyKind::ep:
+      // The expert-TP groups keep their size; ep takes the rest of the ranks.
+      s.ep = ranks / s.expert_tp;
+      if (ranks % s.expert_tp != 0 || gpus_per_node % s.expert_tp != 0)
+        return "expert_tp " + std::to_string(s.expert_tp) + " does not divide " + std::to_string(ranks) + " ranks of " +
+               std::to_string(gpus_per_node) + " per node";
+      if (c.workload.batch_sequences % ranks != 0)
+        return "batch_sequences " + std::to_string(c.workload.batch_sequences) + " not divisible by " +
+               (s.expert_tp == 1 ? "ep " : "ep*expert_tp ") + std::to_string(ranks);
+      return "";
+    case StrategyKind::tp_pp:
+      s.tp = gpus_per_node;
+      s.pp = ranks / s.tp;
+      if (c.model.layers % s.pp != 0)
+        return "model.layers " + std::to_string(c.model.layers) + " cannot be split into pp = " + std::to_string(s.pp) +
+               " stages (tp = " + std::to_string(s.tp) + ")";
+      if (c.model.attention && c.model.heads % s.tp != 0) return "model.heads not divisible by tp = " + std::to_string(s.tp);
+      return "";
+  }
+  return "";
+}
+
+}  // namespace
+
 Config scale_config(const Config& c, int ranks, std::vector<std::string>& notes) {
   MOE_REQUIRE(ranks > 0, "sweep: ranks must be positive");
   Config x = c;
@@ -321,21 +366,7 @@ Config scale_config(const Config& c, int ranks, std::vector<std::string>& notes)
   x.cluster.nodes = std::max(1, ranks / gpn);
   x.strategies.clear();
   for (StrategyConfig s : c.strategies) {
-    std::string why;
-    if (s.kind == "ep") {
-      s.ep = ranks;
-      s.expert_tp = 1;
-      if (c.workload.batch_sequences % ranks != 0)
-        why = "batch_sequences " + std::to_string(c.workload.batch_sequences) + " not divisible by ep " + std::to_string(ranks);
-    } else {
-      s.tp = x.cluster.gpus_per_node;
-      s.pp = ranks / s.tp;
-      if (c.model.layers % s.pp != 0)
-        why = "model.layers " + std::to_string(c.model.layers) + " cannot be split into pp = " + std::to_string(s.pp) +
-              " stages (tp = " + std::to_string(s.tp) + ")";
-      else if (c.model.attention && c.model.heads % s.tp != 0)
-        why = "model.heads not divisible by tp = " + std::to_string(s.tp);
-    }
+    const std::string why = scale_strategy(c, x.cluster.gpus_per_node, ranks, s);
     if (why.empty()) {
       x.strategies.push_back(s);
     } else {
@@ -458,8 +489,16 @@ void print_sweep(std::ostream& out, const ojson& sweep) {
     const auto& sp = p["sweep_point"];
     for (const auto& s : p["strategies"]) {
       const auto& l = s["layout"];
-      const std::string layout = s["kind"] == "ep" ? "ep=" + std::to_string(l["ep"].get<int>())
-                                                   : "tp=" + std::to_string(l["tp"].get<int>()) + " pp=" + std::to_string(l["pp"].get<int>());
+      std::string layout;
+      switch (strategy_kind_info(s["kind"].get<std::string>()).kind) {
+        case StrategyKind::ep:
+          layout = "ep=" + std::to_string(l["ep"].get<int>());
+          if (l["expert_tp"].get<int>() > 1) layout += " expert_tp=" + std::to_string(l["expert_tp"].get<int>());
+          break;
+        case StrategyKind::tp_pp:
+          layout = "tp=" + std::to_string(l["tp"].get<int>()) + " pp=" + std::to_string(l["pp"].get<int>());
+          break;
+      }
       out << std::right << std::setw(6) << sp["ranks"].get<int>() << std::setw(6) << sp["nodes"].get<int>() << "  " << std::left
           << std::setw(28) << (s["name"].get<std::string>() + " (" + layout + ")") << std::right << std::setw(12)
           << fmt(s["decode"]["tpot_ms"]["mean"].get<double>(), 3) << std::setw(14) << fmt(s["decode"]["tokens_per_s"].get<double>(), 0)

@@ -152,21 +152,22 @@ double run_queues(std::vector<Task>& tasks, const std::vector<std::vector<int>>&
   return *std::max_element(free.begin(), free.end());
 }
 
-// Replays the step's schedule (schedule/schedule.hpp), the one the runtime executes: compute
-// stages in schedule order on the compute stream (host work, kernels, and the blocking count
-// exchange), dispatch and combine in schedule order on the network, each stage after the stages it
-// waits for. Communication and exposure come from the stage intervals as in the runtime's spans.
-StepTiming simulate_ep(const StepCost& s, const HardwareProfile& hw) {
-  StepTiming t;
+// The ep step's stages as tasks: compute stages on resource 0 (host work, kernels, and the blocking
+// count exchange), dispatch and combine on resource 1 (the network), each with its duration and the
+// stages it waits for. Adds each compute stage's time to its phase in `t`.
+struct StageTasks {
+  std::vector<Task> tasks;
+  std::vector<std::vector<int>> queues = std::vector<std::vector<int>>(2);
+  std::vector<char> communication;   // [tasks] a transfer (its exposed part counts in its phase)
+};
+
+StageTasks ep_stage_tasks(const StepCost& s, const HardwareProfile& hw, StepTiming& t) {
   const Schedule& sched = s.schedule;
-  MOE_REQUIRE(!sched.stages.empty() && static_cast<int>(s.ep_layers.size()) > 0, "simulator: ep step without a schedule");
   int64_t total_rows = 0;
   for (const PartRows& p : sched.parts) total_rows += p.rows;
   auto share = [&](int part) { return part < 0 || total_rows == 0 ? 1.0 : double(sched.parts.at(part).rows) / double(total_rows); };
   auto phase = [&](Phase p) -> double& { return t.phase_max_ms[static_cast<int>(p)]; };
-  std::vector<Task> tasks;
-  std::vector<std::vector<int>> queues(2);
-  std::vector<char> communication;
+  StageTasks out;
   for (const Stage& st : sched.stages) {
     const EpLayerCost& L = s.ep_layers.at(st.layer);
     const EpChunkCost* ch = st.part >= 0 && st.part < static_cast<int>(L.chunks->size()) ? &(*L.chunks)[st.part] : nullptr;
@@ -195,41 +196,59 @@ StepTiming simulate_ep(const StepCost& s, const HardwareProfile& hw) {
       }
       default: MOE_REQUIRE(false, std::string("simulator: unexpected ep stage ") + stage_name(st.kind));
     }
-    queues[resource].push_back(static_cast<int>(tasks.size()));
-    tasks.push_back({resource, d, st.after});
-    communication.push_back(is_communication(st.kind));
+    out.queues[resource].push_back(static_cast<int>(out.tasks.size()));
+    out.tasks.push_back({resource, d, st.after});
+    out.communication.push_back(is_communication(st.kind));
   }
+  return out;
+}
+
+// Roofline of every op of an ep step, and the work of all ranks (for time-shared cores).
+void ep_roofline_and_work(const StepCost& s, const HardwareProfile& hw, StepTiming& t) {
+  double work_all = work_all_ranks_ms(s.ep_tail, hw, s.ranks);
   for (const EpLayerCost& L : s.ep_layers) {
-    for (const Op* op : {&L.attention, &L.gate, &L.residual}) add_roofline(t, *op, hw, 1);
+    for (const Op* op : {&L.attention, &L.gate, &L.residual}) {
+      add_roofline(t, *op, hw, 1);
+      work_all += work_all_ranks_ms(*op, hw, s.ranks);
+    }
     t.roofline[static_cast<int>(Phase::dispatch)].network_ms += comm_ms(L.counts, hw);
     for (const EpChunkCost& ch : *L.chunks)
-      for (const Op* op : {&ch.dispatch, &ch.expert, &ch.combine}) add_roofline(t, *op, hw, 1);
+      for (const Op* op : {&ch.dispatch, &ch.expert, &ch.combine}) {
+        add_roofline(t, *op, hw, 1);
+        work_all += work_all_ranks_ms(*op, hw, s.ranks);
+      }
   }
-  const double end = run_queues(tasks, queues, 0, nullptr);
+  add_roofline(t, s.ep_tail, hw, 1);
+  t.busy_all_ranks_ms = work_all;
+}
+
+// Replays the step's schedule (schedule/schedule.hpp), the one the runtime executes: compute
+// stages in schedule order on the compute stream, dispatch and combine in schedule order on the
+// network, each stage after the stages it waits for. Communication and exposure come from the stage
+// intervals as in the runtime's spans.
+StepTiming simulate_ep(const StepCost& s, const HardwareProfile& hw) {
+  StepTiming t;
+  MOE_REQUIRE(!s.schedule.stages.empty() && static_cast<int>(s.ep_layers.size()) > 0, "simulator: ep step without a schedule");
+  StageTasks st = ep_stage_tasks(s, hw, t);
+  ep_roofline_and_work(s, hw, t);
+  const double end = run_queues(st.tasks, st.queues, 0, nullptr);
   std::vector<Interval> comm, work, all;
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    const Interval iv{tasks[i].end - tasks[i].duration, tasks[i].end};
-    (communication[i] ? comm : work).push_back(iv);
+  for (size_t i = 0; i < st.tasks.size(); ++i) {
+    const Interval iv{st.tasks[i].end - st.tasks[i].duration, st.tasks[i].end};
+    (st.communication[i] ? comm : work).push_back(iv);
     all.push_back(iv);
   }
   t.comm_ms = union_ms(comm);
   t.exposed_comm_ms = uncovered_ms(comm, work);
   // As in the runtime's phases: a transfer counts in its phase for the time nothing computed.
   const std::vector<double> exposed = uncovered_each_ms(all, work);
-  for (size_t i = 0; i < tasks.size(); ++i)
-    if (communication[i])
-      phase(sched.stages[i].kind == StageKind::combine ? Phase::combine : Phase::dispatch) += exposed[i];
+  auto phase = [&](Phase p) -> double& { return t.phase_max_ms[static_cast<int>(p)]; };
+  for (size_t i = 0; i < st.tasks.size(); ++i)
+    if (st.communication[i])
+      phase(s.schedule.stages[i].kind == StageKind::combine ? Phase::combine : Phase::dispatch) += exposed[i];
   const double tail = op_ms(s.ep_tail, hw);
   phase(Phase::other) += tail;
-  add_roofline(t, s.ep_tail, hw, 1);
   t.time_ms = end + tail;
-  double work_all = work_all_ranks_ms(s.ep_tail, hw, s.ranks);
-  for (const EpLayerCost& L : s.ep_layers) {
-    for (const Op* op : {&L.attention, &L.gate, &L.residual}) work_all += work_all_ranks_ms(*op, hw, s.ranks);
-    for (const EpChunkCost& ch : *L.chunks)
-      for (const Op* op : {&ch.dispatch, &ch.expert, &ch.combine}) work_all += work_all_ranks_ms(*op, hw, s.ranks);
-  }
-  t.busy_all_ranks_ms = work_all;
   t.phase_mean_ms = t.phase_max_ms;  // expected routing: ranks differ only by replica shares
   t.idle_max_ms = t.idle_mean_ms = std::max(0.0, end - union_ms(all));
   return t;
@@ -326,8 +345,11 @@ StepTiming simulate_tp_pp(const StepCost& s, const HardwareProfile& hw) {
 }  // namespace
 
 StepTiming simulate_step(const StepCost& s, const HardwareProfile& hw) {
-  MOE_REQUIRE(s.kind == "ep" || s.kind == "tp_pp", "simulator: unknown step kind '" + s.kind + "'");
-  StepTiming t = s.kind == "ep" ? simulate_ep(s, hw) : simulate_tp_pp(s, hw);
+  StepTiming t;
+  switch (s.kind) {
+    case StrategyKind::ep: t = simulate_ep(s, hw); break;
+    case StrategyKind::tp_pp: t = simulate_tp_pp(s, hw); break;
+  }
   // More ranks than cores: the ranks' work is time-shared, so the step cannot beat the total work
   // divided by the cores. Every phase stretches by the same factor (the waiting moves with it).
   if (hw.shared_cores > 0 && s.ranks > hw.shared_cores && t.time_ms > 0) {

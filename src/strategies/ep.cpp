@@ -4,11 +4,16 @@
 // and back by a second one (combine). Per layer the story is: route -> plan -> dispatch -> experts
 // -> combine, part by part (token chunks or micro-batches of sequences). The order of the stages,
 // and which of them overlap, is the step's schedule (schedule/schedule.hpp): this file executes it.
+// With expert_tp > 1 each expert is split over a group of expert_tp ranks (W1 columns, W2 rows):
+// dispatch sends a token to every member of its expert's group, each member computes its partial
+// output, and the partials come back to the token's rank, where the combine's weighted sum adds them
+// (sum at the source; see shard_routing).
 #include <algorithm>
 
 #include "core/error.hpp"
 #include "placement/strategy_plan.hpp"
 #include "routing/dispatch_plan.hpp"
+#include "schedule/layout.hpp"
 #include "schedule/schedule.hpp"
 #include "strategies/blocks.hpp"
 #include "strategies/strategy.hpp"
@@ -16,10 +21,27 @@
 namespace moe {
 namespace {
 
+// Each assignment (t, j) to expert e becomes expert_tp assignments (t, j * expert_tp + m) to the
+// shards e * expert_tp + m (shard_placement), with the assignment's weight: the weighted combine of the
+// returned rows then sums the members' partial outputs. Dropped assignments stay dropped.
+Routing shard_routing(const Routing& r, int expert_tp) {
+  Routing out;
+  out.num_tokens = r.num_tokens;
+  out.top_k = r.top_k * expert_tp;
+  out.expert.resize(r.expert.size() * expert_tp);
+  out.weight.resize(r.weight.size() * expert_tp);
+  for (size_t i = 0; i < r.expert.size(); ++i)
+    for (int m = 0; m < expert_tp; ++m) {
+      out.expert[i * expert_tp + m] = r.expert[i] < 0 ? -1 : r.expert[i] * expert_tp + m;
+      out.weight[i * expert_tp + m] = r.weight[i];
+    }
+  return out;
+}
+
 struct EpLayer {
   std::unique_ptr<AttentionBlock> attention;
   std::unique_ptr<Gate> gate;
-  std::unique_ptr<ExpertBank> experts;   // this rank's slots, whole experts
+  std::unique_ptr<ExpertBank> experts;   // this rank's slots: whole experts, or its shard of each
   std::unique_ptr<LoadBalancer> balancer;
 };
 
@@ -42,14 +64,15 @@ class EpStrategy : public Strategy {
   explicit EpStrategy(const StrategyContext& ctx)
       : ctx_(ctx), m_(ctx.config.model), w_(ctx.config.workload), compute_(ctx.compute), comm_(ctx.world) {
     const StrategyConfig& s = ctx.spec;
-    MOE_REQUIRE(s.expert_tp == 1, "expert_tp > 1 is not supported");
-    MOE_REQUIRE(s.ep == comm_.size(), "ep must equal the world size");
-    ep_ = s.ep;
+    MOE_REQUIRE(int64_t(s.ep) * s.expert_tp == comm_.size(), "ep * expert_tp must equal the world size");
+    MOE_REQUIRE(!ctx.plan || s.expert_tp == 1, "a plan file places whole experts; expert_tp > 1 takes no plan file");
+    ranks_ = comm_.size();
+    expert_tp_ = s.expert_tp;
     rank_ = comm_.rank();
-    local_seqs_ = w_.batch_sequences / ep_;
+    local_seqs_ = w_.batch_sequences / ranks_;
     max_len_ = w_.prompt_tokens + w_.decode_steps;
     placement_ = ctx.plan ? *ctx.plan : plan_for_strategy(ctx.config, s, ctx.topology);
-    check_placement(placement_, ep_);
+    check_placement(placement_, ranks_);
     prefill_schedule_ = ep_step_schedule(ctx.config, s, w_.prompt_tokens);
     decode_schedule_ = ep_step_schedule(ctx.config, s, 1);
 
@@ -60,15 +83,20 @@ class EpStrategy : public Strategy {
       if (m_.attention)
         el.attention = std::make_unique<AttentionBlock>(compute_, m_, l, 0, m_.heads, local_seqs_, max_len_, local_tokens);
       el.gate = std::make_unique<Gate>(compute_, m_, l, local_tokens, ctx.routing);
-      el.experts = std::make_unique<ExpertBank>(compute_, m_, l, placement_.layers[l].slots[rank_], 0, m_.ffn_hidden,
-                                                local_tokens * m_.top_k);
+      // Shard e * expert_tp + m of this rank (member m = rank % expert_tp) holds FFN columns
+      // [m, m + 1) * ffn_hidden / expert_tp of expert e.
+      std::vector<int> experts;
+      for (int shard : placement_.layers[l].slots[rank_]) experts.push_back(shard / expert_tp_);
+      const int64_t cols = m_.ffn_hidden / expert_tp_;
+      el.experts = std::make_unique<ExpertBank>(compute_, m_, l, experts, int64_t(rank_ % expert_tp_) * cols, cols,
+                                                local_tokens * m_.top_k * expert_tp_);
       el.balancer = std::make_unique<LoadBalancer>(s.load_balancing, m_.experts);
       layers_.push_back(std::move(el));
     }
     const size_t num_parts = std::max(prefill_schedule_.parts.size(), decode_schedule_.parts.size());
     int64_t part_rows = 1;
     for (const PartRows& p : prefill_schedule_.parts) part_rows = std::max(part_rows, p.rows);
-    const int64_t assignments = part_rows * m_.top_k;
+    const int64_t assignments = part_rows * m_.top_k * expert_tp_;
     parts_.resize(num_parts);
     for (Part& p : parts_) {
       // Rows received depend on routing; start at the balanced expectation and grow on demand.
@@ -96,18 +124,10 @@ class EpStrategy : public Strategy {
     step_load_.processed.assign(m_.layers, 0);
   }
 
-  std::string kind() const override { return "ep"; }
-  const Placement* placement() const override { return &placement_; }
-  nlohmann::ordered_json layout() const override {
-    nlohmann::ordered_json experts_of_rank = nlohmann::ordered_json::array();
-    for (const auto& lp : placement_.layers) experts_of_rank.push_back(lp.slots);
-    return {{"ep", ep_}, {"expert_tp", 1}, {"chunks", ctx_.spec.chunks}, {"overlap", ctx_.spec.overlap},
-            {"prefill_parts", prefill_schedule_.parts.size()}, {"decode_parts", decode_schedule_.parts.size()},
-            {"immediate_routing", prefill_schedule_.front_per_part}, {"sequences_per_rank", local_seqs_},
-            {"placement", placement_.algorithm}, {"max_experts_per_rank", placement_.layers.at(0).max_slots()},
-            {"experts_of_rank", experts_of_rank},
-            {"schedule", {{"prefill", prefill_schedule_.summary()}, {"decode_step", decode_schedule_.summary()}}}};
-  }
+  std::string kind() const override { return strategy_kind_name(StrategyKind::ep); }
+  // Whole experts per rank; expert shards (expert_tp > 1) have no whole-expert placement to report.
+  const Placement* placement() const override { return expert_tp_ == 1 ? &placement_ : nullptr; }
+  nlohmann::ordered_json layout() const override { return strategy_layout(ctx_.config, ctx_.spec, &placement_); }
 
   void reset() override {
     past_len_ = 0;
@@ -213,7 +233,7 @@ class EpStrategy : public Strategy {
       ScopedCommunication c(timer, compute_, Phase::dispatch, counts_tag);
       return comm_.all_to_all_counts(send, per_peer);
     };
-    Routing& r = layer_routing_;
+    Routing& r = layer_routing_;   // expert indices (capacity and counts are per expert)
     if (sched.front_per_part) {
       r = empty_routing(E, m_.top_k);
       for (int q = 0; q < P; ++q) append_routing(r, parts_[q].routing);
@@ -221,25 +241,28 @@ class EpStrategy : public Strategy {
     const double factor = ctx_.spec.load_balancing.capacity_factor;
     if (factor > 0) {
       std::vector<int64_t> mine;
-      for (int q = 0; q < ep_; ++q) mine.insert(mine.end(), r.chosen_per_expert.begin(), r.chosen_per_expert.end());
+      for (int q = 0; q < ranks_; ++q) mine.insert(mine.end(), r.chosen_per_expert.begin(), r.chosen_per_expert.end());
       const std::vector<int64_t> all = exchange(mine, E);
       std::vector<int64_t> earlier(E, 0);
       for (int q = 0; q < rank_; ++q)
         for (int e = 0; e < E; ++e) earlier[e] += all[int64_t(q) * E + e];
       apply_capacity(r, E, expert_capacity(factor, step_.global_tokens, m_.top_k, E), earlier);
     }
+    // Dispatch plans route shards (expert_tp > 1) or experts over the ranks.
+    if (expert_tp_ > 1) shard_routing_ = shard_routing(r, expert_tp_);
+    const Routing& dispatched = expert_tp_ > 1 ? shard_routing_ : r;
     const int64_t per_peer = int64_t(P) * S + 2 * E;
-    std::vector<int64_t> out(per_peer * ep_, 0);
+    std::vector<int64_t> out(per_peer * ranks_, 0);
     {
       ScopedPhase p(timer, Phase::dispatch, plan_tag);
       for (int q = 0; q < P; ++q) {
         const PartRows pr = sched.parts[q];
-        parts_[q].plan = make_dispatch_plan(r, static_cast<int>(pr.row0), static_cast<int>(pr.rows), lp, rank_, ctx_.topology);
-        for (int dst = 0; dst < ep_; ++dst)
+        parts_[q].plan = make_dispatch_plan(dispatched, static_cast<int>(pr.row0), static_cast<int>(pr.rows), lp, rank_, ctx_.topology);
+        for (int dst = 0; dst < ranks_; ++dst)
           for (int sl = 0; sl < S; ++sl)
             out[dst * per_peer + int64_t(q) * S + sl] = parts_[q].plan.send_rows_slot[int64_t(dst) * S + sl];
       }
-      for (int dst = 0; dst < ep_; ++dst) {
+      for (int dst = 0; dst < ranks_; ++dst) {
         std::copy(r.chosen_per_expert.begin(), r.chosen_per_expert.end(), out.begin() + dst * per_peer + int64_t(P) * S);
         std::copy(r.dropped_per_expert.begin(), r.dropped_per_expert.end(), out.begin() + dst * per_peer + int64_t(P) * S + E);
       }
@@ -248,16 +271,16 @@ class EpStrategy : public Strategy {
     std::vector<int64_t> chosen(E, 0), dropped(E, 0);
     for (int q = 0; q < P; ++q) {
       Part& part = parts_[q];
-      part.recv_rows_slot.assign(int64_t(ep_) * S, 0);
-      part.recv_rows.assign(ep_, 0);
-      for (int src = 0; src < ep_; ++src)
+      part.recv_rows_slot.assign(int64_t(ranks_) * S, 0);
+      part.recv_rows.assign(ranks_, 0);
+      for (int src = 0; src < ranks_; ++src)
         for (int sl = 0; sl < S; ++sl) {
           const int64_t n = in[src * per_peer + int64_t(q) * S + sl];
           part.recv_rows_slot[int64_t(src) * S + sl] = n;
           part.recv_rows[src] += n;
         }
     }
-    for (int src = 0; src < ep_; ++src)
+    for (int src = 0; src < ranks_; ++src)
       for (int e = 0; e < E; ++e) {
         chosen[e] += in[src * per_peer + int64_t(P) * S + e];
         dropped[e] += in[src * per_peer + int64_t(P) * S + E + e];
@@ -305,11 +328,11 @@ class EpStrategy : public Strategy {
   void experts(PhaseTimer& timer, const Stage& s) {
     Part& part = parts_[s.part];
     ExpertBank& bank = *layers_[s.layer].experts;
-    const int S = static_cast<int>(part.recv_rows_slot.size() / ep_);
+    const int S = static_cast<int>(part.recv_rows_slot.size() / ranks_);
     const int64_t received = total(part.recv_rows);
     const Mat recv = part.recv->rows(received), out = part.out->rows(received);
-    std::vector<int64_t> offset(ep_ + 1, 0);
-    for (int q = 0; q < ep_; ++q) offset[q + 1] = offset[q] + part.recv_rows[q];
+    std::vector<int64_t> offset(ranks_ + 1, 0);
+    for (int q = 0; q < ranks_; ++q) offset[q + 1] = offset[q] + part.recv_rows[q];
     Event arrived;
     std::vector<int> sources;
     if (step_.schedule->mode == OverlapMode::none)
@@ -347,13 +370,14 @@ class EpStrategy : public Strategy {
                         SpanTag{stage_name(StageKind::combine), s.layer, s.part, bytes_to_others(part.recv_rows)});
     if (pr.rows == 0) return;
     ScopedPhase p(timer, Phase::combine, tag(s));
-    const int64_t kn = pr.rows * m_.top_k;
+    const int kt = m_.top_k * expert_tp_;   // returned rows per token: one per assignment and shard
+    const int64_t kn = pr.rows * kt;
     const IndexVec slot{part.combine_slot.view.data, kn};
     const WeightVec weight{part.combine_w.view.data, kn};
     compute_.upload_index(part.plan.combine_slot.data(), slot, Stream::compute);
     compute_.upload_weights(part.plan.combine_weight.data(), weight, Stream::compute);
     const Mat moe = partial_.slice_rows(pr.row0, pr.rows);
-    compute_.weighted_combine(part.returned->rows(total(part.plan.send_rows)), slot, weight, m_.top_k, moe, false);
+    compute_.weighted_combine(part.returned->rows(total(part.plan.send_rows)), slot, weight, kt, moe, false);
     compute_.add(x_.slice_rows(pr.row0, pr.rows), moe);
   }
 
@@ -369,7 +393,7 @@ class EpStrategy : public Strategy {
   const WorkloadConfig& w_;
   ComputeBackend& compute_;
   Comm& comm_;
-  int ep_ = 1, rank_ = 0, local_seqs_ = 0, max_len_ = 0, past_len_ = 0;
+  int ranks_ = 1, expert_tp_ = 1, rank_ = 0, local_seqs_ = 0, max_len_ = 0, past_len_ = 0;
   int64_t last_rows_ = 0;
   Placement placement_;
   Schedule prefill_schedule_, decode_schedule_;
@@ -377,6 +401,7 @@ class EpStrategy : public Strategy {
   std::vector<EpLayer> layers_;
   std::vector<Part> parts_;
   Routing layer_routing_;
+  Routing shard_routing_;   // expert_tp > 1: layer_routing_ over the shards
   // x: the rank's rows (updated in place); z: rms-normed rows; partial_: attention and MoE outputs.
   DeviceMat x_, z_, partial_, prompt_, next_input_;
   DeviceIndex last_idx_;

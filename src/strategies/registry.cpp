@@ -24,9 +24,11 @@ void Strategy::record_choices(int l, int64_t token0, const Routing& r) {
 }
 
 std::unique_ptr<Strategy> make_strategy(const StrategyContext& ctx) {
-  if (ctx.spec.kind == "tp_pp") return make_tp_pp_strategy(ctx);
-  if (ctx.spec.kind == "ep") return make_ep_strategy(ctx);
-  throw ConfigError("strategies[].kind", "unknown strategy kind '" + ctx.spec.kind + "' (tp_pp | ep)");
+  switch (kind_of(ctx.spec)) {  // a ConfigError naming the allowed kinds for any other spelling
+    case StrategyKind::tp_pp: return make_tp_pp_strategy(ctx);
+    case StrategyKind::ep: return make_ep_strategy(ctx);
+  }
+  throw Error("make_strategy: no factory for strategy kind '" + ctx.spec.kind + "'");
 }
 
 }  // namespace moe

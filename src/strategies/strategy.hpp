@@ -31,7 +31,7 @@ struct StepLoad {
   std::vector<std::vector<int64_t>> chosen;   // [L][E] assignments chosen by top-k
   std::vector<std::vector<int64_t>> dropped;  // [L][E] assignments dropped by capacity
   // Per rank (not reduced; every rank reports its own):
-  std::vector<int64_t> processed;             // [L] assignments this rank's whole experts processed (ep), else empty
+  std::vector<int64_t> processed;             // [L] rows this rank's experts (or expert shards) processed (ep), else empty
   std::vector<std::vector<int64_t>> chosen_here;   // [L][E] chosen by the tokens this rank routes (ep), else empty
   std::vector<std::vector<int64_t>> dropped_here;  // [L][E] of those, dropped by capacity (ep), else empty
   // Only while choices are recorded (set_record_choices): [L][step tokens * k] chosen expert + 1 of
@@ -58,7 +58,7 @@ class Strategy {
   // Global counts of the last step. Each layer is reported by exactly one rank and is zero
   // elsewhere, so a sum over the world gives every layer once.
   const StepLoad& step_load() const { return step_load_; }
-  // The expert placement the strategy runs with (ep), else null.
+  // The placement of whole experts the strategy runs with (ep with expert_tp = 1), else null.
   virtual const Placement* placement() const { return nullptr; }
   // Record every token's choice in step_load().choices (the checked pass; costs host memory).
   void set_record_choices(bool on) { record_choices_ = on; }

@@ -6,6 +6,7 @@
 
 #include "core/error.hpp"
 #include "routing/dispatch_plan.hpp"
+#include "schedule/layout.hpp"
 #include "schedule/schedule.hpp"
 #include "strategies/blocks.hpp"
 #include "strategies/strategy.hpp"
@@ -75,13 +76,9 @@ class TpPpStrategy : public Strategy {
     step_load_.dropped = step_load_.chosen;
   }
 
-  std::string kind() const override { return "tp_pp"; }
-  nlohmann::ordered_json layout() const override {
-    return {{"tp", tp_}, {"pp", pp_}, {"microbatches", microbatches_}, {"overlap", ctx_.spec.overlap}, {"layers_per_stage", layers_per_stage_},
-            {"heads_per_rank", m_.attention ? m_.heads / tp_ : 0}, {"experts_per_rank", m_.experts},
-            {"expert_shard_ffn_columns", m_.ffn_hidden / tp_},
-            {"schedule", {{"stage", stage_}, {"step", schedule_.summary()}}}};
-  }
+  std::string kind() const override { return strategy_kind_name(StrategyKind::tp_pp); }
+  // As rank 0 (pipeline stage 0) runs it: the layout results report.
+  nlohmann::ordered_json layout() const override { return strategy_layout(ctx_.config, ctx_.spec, nullptr); }
 
   void reset() override {
     past_len_ = 0;

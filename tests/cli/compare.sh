@@ -62,7 +62,7 @@ grep -q "<svg" "$tmp/report.html" || fail "html lacks charts"
 python3 - "$tmp/pair.json" <<'PY' || fail "prediction error"
 import json, sys
 rows = json.load(open(sys.argv[1]))["rows"]
-assert len(rows) == 4, rows
+assert len(rows) == 6, rows   # 3 strategies, measured and simulated
 for r in rows:
     other = next(x for x in rows if x["strategy"] == r["strategy"] and x["mode"] != r["mode"])
     m, s = (r, other) if r["mode"] == "measured" else (other, r)

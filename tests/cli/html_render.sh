@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# compare --format html rendered in a real browser: headless chromium screenshots the page and the
-# PNG must show the table and the charts' measured (blue) and simulated (orange) bars. Exit 77
-# (skipped) only when no chromium is installed; scripts/test.sh installs it.
+# compare --format html rendered in a real browser: headless chromium screenshots the page (tall
+# enough for the table rows of every shipped strategy above the charts) and the PNG must show the
+# table and the charts' measured (blue) and simulated (orange) bars. Exit 77 (skipped) only when no
+# chromium is installed; scripts/test.sh installs it.
 set -uo pipefail
 bin="$1"; src="$2"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -16,7 +17,7 @@ done
 # shot PAGE PNG: a headless screenshot with a throw-away profile (no sandbox: tests may run as root).
 shot() {
   timeout 120 "$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --no-first-run \
-    --user-data-dir="$tmp/profile" --window-size=1400,2200 --screenshot="$2" "file://$1" > "$tmp/browser.log" 2>&1
+    --user-data-dir="$tmp/profile" --window-size=1400,3000 --screenshot="$2" "file://$1" > "$tmp/browser.log" 2>&1
   local rc=$?
   [ "$rc" -eq 0 ] && [ -s "$2" ] || { tail -20 "$tmp/browser.log"; fail "$browser exited $rc without a screenshot of $1"; }
 }

@@ -8,9 +8,10 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 "$bin" validate --config "$src/configs/paper-16xh100.json" > "$tmp/out" 2>&1; rc=$?
 [ "$rc" -eq 2 ] || { cat "$tmp/out"; fail "paper config: exit $rc"; }
-grep -q "strategies: 2 of 2 strategies cannot run:" "$tmp/out" || { cat "$tmp/out"; fail "no count of failing strategies"; }
+grep -q "strategies: 3 of 3 strategies cannot run:" "$tmp/out" || { cat "$tmp/out"; fail "no count of failing strategies"; }
 grep -q "^  strategies\[0\]: strategy 'baseline' needs .* GB" "$tmp/out" || { cat "$tmp/out"; fail "baseline not listed"; }
 grep -q "^  strategies\[1\]: strategy 'proposed' needs .* GB" "$tmp/out" || { cat "$tmp/out"; fail "proposed not listed"; }
+grep -q "^  strategies\[2\]: strategy 'hybrid' needs .* GB" "$tmp/out" || { cat "$tmp/out"; fail "hybrid not listed"; }
 
 python3 - "$src/configs/cpu-4rank.json" "$tmp/auto.json" <<'PY'
 import json, sys

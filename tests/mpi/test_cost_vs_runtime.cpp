@@ -3,7 +3,7 @@
 // independent) and for ep fed with the routing the runtime used in that step (each rank's kept
 // assignments per expert, StepLoad::chosen_here - dropped_here, gathered into [L][G][E]): intra- and
 // inter-node bytes, busiest NVLink port and busiest NIC, including replicated experts, chunks,
-// skewed routing with locality and capacity drops.
+// skewed routing with locality and capacity drops, and expert shards (ep with expert_tp > 1).
 #include <catch2/catch.hpp>
 
 #include <memory>
@@ -183,6 +183,32 @@ TEST_CASE("cost model equals runtime counters: replicas under skewed local routi
                                         {"placement", "topology_aware"}, {"load_balancing", lb("paper")}}}));
   cfg["workload"]["routing"] = "zipf:1.5,local:0.5";
   compare_steps(cfg);
+}
+
+TEST_CASE("cost model equals runtime counters: ep 2 x expert_tp 2, skewed local routing, capacity and overlap on 2 nodes", "[np4]") {
+  REQUIRE(world_size() == 4);
+  json cap = lb("paper");
+  cap["capacity_factor"] = 1.0;
+  json topo = {{"name", "etp-topo"}, {"kind", "ep"}, {"ep", 2}, {"expert_tp", 2}, {"chunks", 2}, {"overlap", "chunked"},
+               {"placement", "topology_aware"}};
+  json cfg = small_config(2, 2, 8, 2, 8,
+                          json::array({{{"name", "etp"}, {"kind", "ep"}, {"ep", 2}, {"expert_tp", 2}, {"chunks", 3}},
+                                       {{"name", "etp-capacity"}, {"kind", "ep"}, {"ep", 2}, {"expert_tp", 2},
+                                        {"overlap", "two_batch"}, {"load_balancing", cap}},
+                                       topo}));
+  cfg["workload"]["routing"] = "zipf:1.2,local:0.5";
+  compare_steps(cfg);
+}
+
+TEST_CASE("cost model equals runtime counters: ep 4 x expert_tp 2 with several experts per group and with replicas", "[np8]") {
+  REQUIRE(world_size() == 8);
+  for (int experts : {8, 3}) {
+    INFO(experts << " experts");
+    compare_steps(small_config(2, 4, experts, 2, 8,
+                               json::array({{{"name", "etp"}, {"kind", "ep"}, {"ep", 4}, {"expert_tp", 2}, {"chunks", 2},
+                                             {"load_balancing", lb("paper")}},
+                                            {{"name", "etp4"}, {"kind", "ep"}, {"ep", 2}, {"expert_tp", 4}}})));
+  }
 }
 
 TEST_CASE("cost model equals runtime counters on the shipped 16-rank config", "[np16]") {

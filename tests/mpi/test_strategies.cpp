@@ -37,11 +37,11 @@ json lb(const std::string& policy, double capacity = 0) {
 
 }  // namespace
 
-TEST_CASE("16 ranks: tp 8 x pp 2 and ep 16 match the reference on the shipped config", "[np16]") {
+TEST_CASE("16 ranks: tp 8 x pp 2, ep 16 and ep 8 x expert_tp 2 match the reference on the shipped config", "[np16]") {
   REQUIRE(world_size() == 16);
   const json cfg = moe::testing::load_json("configs/cpu-16rank.json");
   const moe::testing::RunResults out = run_json(cfg);
-  check_all_verified(out, 2);
+  check_all_verified(out, 3);
   if (world_rank() == 0) {
     const auto& base = out.strategies[0];
     const auto& prop = out.strategies[1];
@@ -49,6 +49,10 @@ TEST_CASE("16 ranks: tp 8 x pp 2 and ep 16 match the reference on the shipped co
     CHECK(base["layout"]["pp"] == 2);
     CHECK(prop["layout"]["ep"] == 16);
     CHECK(prop["layout"]["max_experts_per_rank"] == 1);
+    const auto& hybrid = out.strategies[2];
+    CHECK(hybrid["layout"]["ep"] == 8);
+    CHECK(hybrid["layout"]["expert_tp"] == 2);
+    CHECK(hybrid["layout"]["max_experts_per_rank"] == 2);   // 16 experts on 8 groups, a shard of 2 per rank
     // 2 nodes x 8: tp groups stay in a node (no inter-node all-reduce); only pp crosses nodes.
     CHECK(base["traffic"]["inter_node_bytes"].get<int64_t>() > 0);
     CHECK(prop["traffic"]["inter_node_bytes"].get<int64_t>() > 0);
@@ -57,7 +61,7 @@ TEST_CASE("16 ranks: tp 8 x pp 2 and ep 16 match the reference on the shipped co
     const int64_t per_layer = cfgj["workload"]["batch_sequences"].get<int64_t>() *
                               (cfgj["workload"]["prompt_tokens"].get<int64_t>() + cfgj["workload"]["decode_steps"].get<int64_t>()) *
                               cfgj["model"]["top_k"].get<int64_t>();
-    // Both strategies report every layer, in order, and count every assignment of it once.
+    // Every strategy reports every layer, in order, and counts every assignment of it once.
     const int num_layers = cfgj["model"]["layers"].get<int>();
     for (const auto& s : out.strategies) {
       INFO("strategy " << s["name"].get<std::string>());
@@ -88,7 +92,7 @@ TEST_CASE("16 ranks: load- and topology-aware placements match the reference", "
   if (world_rank() == 0) CHECK(out.strategies[1]["layout"]["placement"] == "topology_aware");
 }
 
-TEST_CASE("16 ranks: attention off, balancing on for both strategies", "[np16]") {
+TEST_CASE("16 ranks: attention off, balancing on for every strategy", "[np16]") {
   REQUIRE(world_size() == 16);
   json cfg = moe::testing::load_json("configs/cpu-16rank.json");
   cfg["model"]["attention"] = false;
@@ -96,7 +100,8 @@ TEST_CASE("16 ranks: attention off, balancing on for both strategies", "[np16]")
   cfg["run"]["iterations"] = 1;
   cfg["strategies"][0]["load_balancing"] = lb("paper");
   cfg["strategies"][1]["load_balancing"] = lb("paper");
-  check_all_verified(run_json(cfg), 2);
+  cfg["strategies"][2]["load_balancing"] = lb("paper");
+  check_all_verified(run_json(cfg), 3);
 }
 
 TEST_CASE("4 ranks: tp 2 x pp 2 vs ep 4, micro-batches and chunks", "[np4]") {

@@ -355,10 +355,39 @@ TEST_CASE("config: validation rules", "[config][validate]") {
     j["strategies"][1]["overlap"] = "pipelined";
     validate_fails(j, "strategies[1].overlap", "none | chunked | two_batch, got 'pipelined'");
   }
-  SECTION("expert_tp is 1") {
+  SECTION("expert_tp: ep 2 x expert_tp 2 on 4 ranks") {
     j["strategies"][1]["expert_tp"] = 2;
     j["strategies"][1]["ep"] = 2;
-    validate_fails(j, "strategies[1].expert_tp", "expert_tp > 1 is not supported yet");
+    CHECK_NOTHROW(moe::validate_config(moe::parse_config(j)));
+  }
+  SECTION("expert_tp positive") {
+    j["strategies"][1]["expert_tp"] = 0;
+    validate_fails(j, "strategies[1].expert_tp", "got 0");
+  }
+  SECTION("ep*expert_tp equals the cluster size with expert_tp") {
+    j["strategies"][1]["expert_tp"] = 2;
+    validate_fails(j, "strategies[1].ep", "ep*expert_tp = 4*2 = 8 but the cluster has 1 nodes x 4 gpus = 4");
+  }
+  SECTION("expert_tp divides gpus_per_node") {
+    j["cluster"] = {{"nodes", 2}, {"gpus_per_node", 2}};
+    j["strategies"][0]["tp"] = 2;
+    j["strategies"][1]["expert_tp"] = 4;
+    j["strategies"][1]["ep"] = 1;
+    validate_fails(j, "strategies[1].expert_tp", "expert_tp = 4 does not divide cluster.gpus_per_node = 2");
+  }
+  SECTION("ffn_hidden divisible by expert_tp") {
+    j["model"]["ffn_hidden"] = 9;
+    j["strategies"].erase(0);
+    j["strategies"][0]["expert_tp"] = 2;
+    j["strategies"][0]["ep"] = 2;
+    validate_fails(j, "strategies[0].expert_tp", "model.ffn_hidden = 9 is not divisible by expert_tp = 2");
+  }
+  SECTION("batch divisible by ep*expert_tp") {
+    j["workload"]["batch_sequences"] = 2;
+    j["strategies"][0]["microbatches"] = 1;
+    j["strategies"][1]["expert_tp"] = 2;
+    j["strategies"][1]["ep"] = 2;
+    validate_fails(j, "strategies[1].ep", "batch_sequences = 2 is not divisible by ep*expert_tp = 4");
   }
   SECTION("chunks at least 1") { j["strategies"][1]["chunks"] = 0; validate_fails(j, "strategies[1].chunks", "got 0"); }
   SECTION("chunks otherwise unconstrained") {
@@ -407,6 +436,10 @@ TEST_CASE("config: validation also rejects bad enums built in code", "[config][v
   c = moe::parse_config(base());
   c.strategies[1].kind = "dp";
   expect_config_error([&] { moe::validate_config(c); }, "strategies[1].kind", "got 'dp'");
+  // Code that switches on the kind refuses a spelling the kind table does not list, naming the kinds.
+  expect_config_error([&] { moe::kind_of(c.strategies[1]); }, "strategies[].kind", "allowed kinds: tp_pp | ep");
+  CHECK(moe::kind_of(c.strategies[0]) == moe::StrategyKind::tp_pp);
+  CHECK(moe::strategy_kind_names() == std::vector<std::string>{"tp_pp", "ep"});
   c = moe::parse_config(base());
   c.strategies.clear();
   expect_config_error([&] { moe::validate_config(c); }, "strategies", "non-empty");

@@ -121,6 +121,27 @@ TEST_CASE("cost model: EP dispatch and combine bytes under uniform routing", "[c
   CHECK((*s.ep_layers[0].chunks)[0].dispatch.comm.peers == 3);
 }
 
+TEST_CASE("cost model: ep 2 x expert_tp 2 splits the expert FLOPs and sends every assignment to both members", "[cost]") {
+  moe::Config c = tiny();
+  moe::StrategyConfig etp = c.strategies[1];
+  etp.ep = 2;
+  etp.expert_tp = 2;
+  const moe::CostModel whole(c, c.strategies[1], fp32()), shards(c, etp, fp32());
+  const moe::CostTotals w = whole.totals(whole.prefill()), s = shards.totals(shards.prefill());
+  // The same assignments through half-width shards: the same expert FLOPs (4*A*d*f = 3072 per layer).
+  CHECK(phase_flops(s, moe::Phase::expert) == Approx(2 * 3072));
+  CHECK(phase_flops(s, moe::Phase::expert) == Approx(phase_flops(w, moe::Phase::expert)));
+  // Per local token 2 assignments x 2 members = 4 rows, 3 of them to other ranks (one member of the
+  // own group's experts is the rank itself): 12 tokens * 3 rows * 16 bytes per direction and layer,
+  // twice ep 4's 1.5 rows.
+  CHECK(s.links.intra_bytes == Approx(2 * 2 * 12 * 3 * 16));
+  CHECK(s.links.intra_bytes == Approx(2 * w.links.intra_bytes));
+  const moe::StepCost pre = shards.prefill();
+  CHECK((*pre.ep_layers[0].chunks)[0].expert.kernels[0].n == 4);   // W1 shard: f / expert_tp columns
+  REQUIRE(shards.placement() != nullptr);
+  CHECK(shards.placement()->layers[0].num_experts == 8);           // E x expert_tp shards
+}
+
 TEST_CASE("cost model: expert FLOPs are routing independent, the busiest rank is not", "[cost]") {
   moe::Config c = tiny();
   c.strategies[1].chunks = 2;

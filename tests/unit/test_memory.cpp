@@ -73,6 +73,20 @@ TEST_CASE("memory: ep on the tiny config, by hand", "[memory]") {
     CHECK(m.activations_bytes == 320 + 62 * 4);
     CHECK(m.comm_buffers_bytes == 312);
   }
+  SECTION("ep 2 x expert_tp 2: a half-width shard of the group's experts per rank") {
+    s.ep = 2;
+    s.expert_tp = 2;
+    // hosted = ceil(4/2) = 2 experts per group, f_s = 8/2 = 4, batch/(ep*expert_tp) = 1 sequence,
+    // Tl = 3, one part of a = 3*2*2 = 12 assignments (every one reaches both members), R = 27.
+    // weights = 2*(64 + 16 + 2*2*4*4) = 288; kv = 2*1*5*8 = 80;
+    // activations = (4*3*4 + 3*2*2*4 + 3*4) + 4*3*4 + 4 = 160 elements and vectors 2*3*2 + 3*12 + 1
+    // = 49; comm = (2*12 + 2*27) * 4 = 312
+    const moe::MemoryEstimate m = moe::estimate_memory(c, s, 4, 1);
+    CHECK(m.weights_bytes == 288);
+    CHECK(m.kv_cache_bytes == 80);
+    CHECK(m.activations_bytes == 160 + 49 * 4);
+    CHECK(m.comm_buffers_bytes == 312);
+  }
   SECTION("E < ep: one (replicated) expert per rank") {
     c.model.experts = 2;
     // hosted = 1, 1 sequence: weights = 2*(64 + 4*2 + 64) = 272; activations 154 elements

@@ -16,6 +16,7 @@
 #include "placement/placers.hpp"
 #include "placement/plan_json.hpp"
 #include "placement/plan_metrics.hpp"
+#include "placement/strategy_plan.hpp"
 #include "routing/dispatch_plan.hpp"
 #include "expect_config_error.hpp"
 
@@ -116,6 +117,35 @@ TEST_CASE("placement: every algorithm keeps the invariants on regular and odd sh
           CHECK(again.layers[l].slots == p.layers[l].slots);
         }
       }
+}
+
+TEST_CASE("placement: expert_tp places experts on groups and each member holds one shard of them", "[placement]") {
+  nlohmann::json j = nlohmann::json::parse(R"({
+    "name": "etp", "model": {"layers": 2, "hidden": 4, "ffn_hidden": 8, "experts": 3, "heads": 2, "head_dim": 2},
+    "workload": {"batch_sequences": 8, "prompt_tokens": 3, "decode_steps": 2},
+    "cluster": {"nodes": 2, "gpus_per_node": 4},
+    "strategies": [{"name": "etp", "kind": "ep", "ep": 4, "expert_tp": 2, "placement": "round_robin"}]})");
+  const Config c = moe::parse_config(j);
+  const Topology topo = Topology::from_config(c.cluster);
+  const Topology groups = moe::expert_group_topology(c.cluster, 2);
+  CHECK(groups.num_ranks() == 4);
+  CHECK(groups.nodes() == 2);
+  const Placement g = make_placer("round_robin")->place(2, 3, groups, {});
+  const Placement p = moe::plan_for_strategy(c, c.strategies[0], topo);
+  check_placement(p, 8);
+  REQUIRE(p.layers.size() == 2);
+  for (size_t l = 0; l < p.layers.size(); ++l) {
+    const moe::LayerPlacement& lp = p.layers[l];
+    CHECK(lp.num_experts == 6);
+    CHECK(lp.num_ranks == 8);
+    for (int e = 0; e < 3; ++e)
+      for (int m = 0; m < 2; ++m) {
+        std::vector<int> want;
+        for (int grp : g.layers[l].replicas[e]) want.push_back(grp * 2 + m);
+        CHECK(lp.replicas[e * 2 + m] == want);
+        for (int r : want) CHECK(topo.node_of(r) == topo.node_of(r - m));   // a group stays in its node
+      }
+  }
 }
 
 TEST_CASE("placement: unknown algorithm names are config errors listing the known ones", "[placement]") {

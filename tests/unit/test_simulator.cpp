@@ -92,7 +92,7 @@ TEST_CASE("simulator: ring all-reduce, all-to-all and p2p times", "[sim]") {
 
 TEST_CASE("simulator: GPipe schedule has (M + P - 1) stage slots", "[sim]") {
   moe::StepCost s;
-  s.kind = "tp_pp";
+  s.kind = moe::StrategyKind::tp_pp;
   s.stages = 2;
   s.microbatches = 4;
   moe::TpPpLayerCost L;
@@ -115,7 +115,7 @@ TEST_CASE("simulator: GPipe schedule has (M + P - 1) stage slots", "[sim]") {
 
 TEST_CASE("simulator: EP chunks overlap dispatch, experts and combine", "[sim]") {
   moe::StepCost s;
-  s.kind = "ep";
+  s.kind = moe::StrategyKind::ep;
   moe::StrategyConfig spec;
   spec.kind = "ep";
   spec.chunks = 4;
@@ -232,9 +232,11 @@ TEST_CASE("simulator: sweep output is well formed and notes what cannot be laid 
   REQUIRE(sweep.is_array());
   REQUIRE(sweep.size() == 4);
   CHECK(sweep[0]["sweep_point"]["nodes"] == 1);
-  CHECK(sweep[1]["strategies"].size() == 2);
+  CHECK(sweep[1]["strategies"].size() == 3);
   CHECK(sweep[1]["strategies"][0]["layout"]["pp"] == 2);
-  CHECK(sweep[2]["strategies"].size() == 1);  // 64 GPUs: pp = 8 does not divide 4 layers
+  CHECK(sweep[1]["strategies"][2]["layout"]["ep"] == 8);   // the hybrid keeps its expert_tp groups of 2
+  CHECK(sweep[1]["strategies"][2]["layout"]["expert_tp"] == 2);
+  CHECK(sweep[2]["strategies"].size() == 2);  // 64 GPUs: pp = 8 does not divide 4 layers
   CHECK(sweep[2]["sweep_point"]["notes"].size() == 1);
   CHECK(sweep[3]["sweep_point"]["nodes"] == 128);
   for (const auto& p : sweep)
@@ -278,7 +280,8 @@ TEST_CASE("simulator: 1024 GPUs with 256 experts per layer", "[sim]") {
   c.model.experts = 256;
   std::vector<std::string> notes;
   const moe::Config x = moe::scale_config(c, 1024, notes);
-  REQUIRE(x.strategies.size() == 1);  // the baseline cannot split 4 layers into 128 stages
+  REQUIRE(x.strategies.size() == 2);  // the baseline cannot split 4 layers into 128 stages
+  CHECK(x.strategies[1].ep * x.strategies[1].expert_tp == 1024);
   REQUIRE(notes.size() == 1);
   moe::SimulateOptions o;
   o.hardware = moe::default_profile(x.cluster);
