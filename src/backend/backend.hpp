@@ -79,11 +79,19 @@ struct Event {
   int id = -1;
 };
 
+// One product of a grouped_gemm: c = a * b, shapes as for ComputeBackend::gemm.
+struct GemmProblem {
+  Mat a, b, c;
+};
+
 class ComputeBackend {
  public:
   virtual ~ComputeBackend() = default;
   virtual std::string name() const = 0;         // "cpu" | "cuda"
   virtual DType dtype() const = 0;              // activation and weight storage dtype
+  // The format stored values are rounded to: dtype() on a device, fp16/bf16 on the CPU backend in
+  // its emulated 16-bit mode (fp32 storage). Verification tolerances follow it.
+  virtual DType precision() const { return dtype(); }
   virtual std::string device_description() const = 0;
 
   // ---- memory ----
@@ -100,10 +108,18 @@ class ComputeBackend {
   virtual void download(const Mat& src, float* host, Stream s) = 0;
   virtual void upload_index(const int32_t* host, const IndexVec& dst, Stream s) = 0;
   virtual void upload_weights(const float* host, const WeightVec& dst, Stream s) = 0;
+  virtual void download_index(const IndexVec& src, int32_t* host, Stream s) = 0;
+  virtual void download_weights(const WeightVec& src, float* host, Stream s) = 0;
 
   // ---- kernels (all on `s`, default compute) ----
   // c = a[m x k] * b[k x n] (+ c if accumulate). FP32 accumulation.
   virtual void gemm(const Mat& a, const Mat& b, const Mat& c, bool accumulate, Stream s = Stream::compute) = 0;
+  // Every problem's product (+ c if accumulate). Backends that can issue them as one grouped call do
+  // (CUDA: cublasGemmGroupedBatchedEx, one launch for all local experts); the default issues them
+  // one by one. The problems' c must not overlap.
+  virtual void grouped_gemm(const std::vector<GemmProblem>& problems, bool accumulate, Stream s = Stream::compute) {
+    for (const GemmProblem& p : problems) gemm(p.a, p.b, p.c, accumulate, s);
+  }
   // y = x / sqrt(mean(x^2) + eps) per row (no learned scale). x and y may alias.
   virtual void rms_norm(const Mat& x, const Mat& y, Stream s = Stream::compute) = 0;
   virtual void silu(const Mat& x, Stream s = Stream::compute) = 0;                  // in place
@@ -116,6 +132,12 @@ class ComputeBackend {
   // is skipped (dropped assignment). Deterministic: j ascending.
   virtual void weighted_combine(const Mat& src, const IndexVec& slot, const WeightVec& weight, int k, const Mat& dst,
                                 bool accumulate, Stream s = Stream::compute) = 0;
+  // The gate's per-token rule (core/gate_rule.hpp) for each row t of logits [T x E]: softmax,
+  // the top_k experts by probability * multipliers[e] (ties to the lower index) into
+  // experts[t*top_k + j], and their combine weights into weights[t*top_k + j]. `multipliers` is
+  // a host vector [E]; it is copied before the call returns.
+  virtual void gate_top_k(const Mat& logits, const std::vector<double>& multipliers, int top_k, bool renormalize,
+                          const IndexVec& experts, const WeightVec& weights, Stream s = Stream::compute) = 0;
   // Causal multi-head attention with a KV cache, for `num_seq` sequences each with `past_len`
   // cached positions and `new_len` new ones. q, k_new, v_new: [num_seq*new_len x heads*head_dim],
   // sequence-major. k_cache, v_cache: [num_seq*max_len x heads*head_dim]; k_new / v_new are first

@@ -19,7 +19,7 @@ bool cuda_backend_compiled() {
 #endif
 }
 
-Backends make_backends(const std::string& requested, const std::string& model_dtype) {
+Backends make_backends(const std::string& requested, const std::string& model_dtype, bool emulate_dtype) {
   if (requested != "auto" && requested != "cpu" && requested != "cuda")
     throw ConfigError("run.backend", "unknown backend '" + requested + "' (auto | cpu | cuda)");
   Backends b;
@@ -37,7 +37,7 @@ Backends make_backends(const std::string& requested, const std::string& model_dt
     b.notice = "this binary was built without CUDA: backend auto uses cpu";
 #endif
   }
-  b.compute = make_cpu_compute();
+  b.compute = make_cpu_compute(emulate_dtype ? parse_dtype(model_dtype) : DType::f32);
   b.world = make_mpi_world_comm(*b.compute);
   return b;
 }

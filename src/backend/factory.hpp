@@ -15,9 +15,10 @@ struct Backends {
   std::string runtime_json;        // cuda: driver/runtime/cuBLAS/NCCL versions and devices as a JSON object
 };
 
-// requested: "auto" | "cpu" | "cuda". model_dtype: the config's dtype (used by cuda; cpu is fp32).
-// Collective over MPI_COMM_WORLD. Throws ConfigError if "cuda" is requested but unavailable.
-Backends make_backends(const std::string& requested, const std::string& model_dtype);
+// requested: "auto" | "cpu" | "cuda". model_dtype: the config's dtype (used by cuda; cpu is fp32, or
+// emulates model_dtype when `emulate_dtype`). Collective over MPI_COMM_WORLD. Throws ConfigError if
+// "cuda" is requested but unavailable.
+Backends make_backends(const std::string& requested, const std::string& model_dtype, bool emulate_dtype = false);
 
 // True when this binary was built with the CUDA backend.
 bool cuda_backend_compiled();

@@ -105,7 +105,7 @@ Config load_run_config(MpiSession& mpi, const RunArgs& a) {
 RunContext run_context(MpiSession& mpi, const Backends& backends, const std::vector<std::string>& argv) {
   RunContext ctx;
   ctx.backend = backends.compute->name();
-  ctx.compute_dtype = dtype_name(backends.compute->dtype());
+  ctx.compute_dtype = dtype_name(backends.compute->precision());
   ctx.world_size = mpi.size();
   ctx.hosts = mpi.all_host_names();
   ctx.devices = {backends.compute->device_description()};
@@ -164,7 +164,7 @@ int run_measurements(MpiSession& mpi, const RunArgs& a, const std::vector<std::s
   watchdog::start(config.run.timeout_s, mpi.rank());
   arm_fault_from_environment(mpi.rank());  // test only; a malformed MOE_FAULT is a ConfigError on every rank
 
-  Backends backends = make_backends(config.run.backend, config.model.dtype);
+  Backends backends = make_backends(config.run.backend, config.model.dtype, config.run.emulate_dtype);
   ComputeBackend& compute = *backends.compute;
   validate_for_run(config, mpi.size(), dtype_bytes(compute.dtype()), compute.name());
   if (mpi.rank() == 0 && !backends.notice.empty()) std::cout << "moe-bench: " << backends.notice << "\n";

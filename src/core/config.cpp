@@ -263,13 +263,14 @@ StrategyConfig parse_strategy(const json& j, const std::string& path) {
 }
 
 RunConfig parse_run(const json& j, const std::string& path) {
-  ObjectReader r(j, path, {"backend", "iterations", "verify", "timeout_s"});
+  ObjectReader r(j, path, {"backend", "iterations", "verify", "timeout_s", "emulate_dtype"});
   RunConfig run;
   r.read("backend", run.backend);
   check_one_of(r.at("backend"), run.backend, kBackends);
   r.read("iterations", run.iterations);
   r.read("verify", run.verify);
   r.read("timeout_s", run.timeout_s);
+  r.read("emulate_dtype", run.emulate_dtype);
   return run;
 }
 
@@ -469,7 +470,7 @@ nlohmann::ordered_json config_to_json(const Config& c) {
   }
   o["strategies"] = strategies;
   o["run"] = ojson{{"backend", c.run.backend}, {"iterations", c.run.iterations}, {"verify", c.run.verify},
-                   {"timeout_s", c.run.timeout_s}};
+                   {"timeout_s", c.run.timeout_s}, {"emulate_dtype", c.run.emulate_dtype}};
   return o;
 }
 
@@ -523,6 +524,8 @@ void validate_config(const Config& c) {
   }
 
   check_one_of("run.backend", c.run.backend, kBackends);
+  if (c.run.emulate_dtype && c.run.backend == "cuda")
+    throw ConfigError("run.emulate_dtype", "emulates a 16-bit device on backend cpu; backend cuda computes in model.dtype itself");
   if (c.run.iterations < 1)
     throw ConfigError("run.iterations", "must be at least 1, got " + std::to_string(c.run.iterations));
   if (!std::isfinite(c.run.timeout_s) || c.run.timeout_s < 0 || c.run.timeout_s > kMaxTimeoutS)

@@ -108,6 +108,9 @@ struct RunConfig {
   // Longest a rank may wait in one blocking communication call before the job is aborted with a
   // message naming the phase and the ranks waited for; 0 disables the watchdog.
   double timeout_s = 300;
+  // Backend cpu only: round every stored value to model.dtype (fp16/bf16) while computing in fp32,
+  // so that the verification of a 16-bit run can be exercised without a GPU.
+  bool emulate_dtype = false;
 };
 constexpr double kMaxTimeoutS = 7 * 24 * 3600.0;
 

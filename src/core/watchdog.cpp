@@ -228,6 +228,8 @@ void remove_abort_hook(int id) {
   g_hooks.erase(id);
 }
 
+bool aborting() { return g_aborting.load(); }
+
 void abort_job(const std::string& message, int code) {
   if (g_aborting.exchange(true)) {
     // Another thread is already ending the job; it will take this process with it.

@@ -79,6 +79,8 @@ void remove_abort_hook(int id);
 // Prints `message` (one line, to stderr), runs the abort hooks once, then the abort function.
 // Safe from any thread; a second caller waits for the first.
 [[noreturn]] void abort_job(const std::string& message, int code);
+// True once abort_job has started (on any thread): teardown must not wait on anything.
+bool aborting();
 
 // The timeout message for the current wait and activity, `timeout_s` the limit (exposed for tests).
 std::string timeout_message(double timeout_s);

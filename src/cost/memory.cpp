@@ -1,10 +1,13 @@
 // Per-rank memory estimates (weights, KV cache, activations, communication buffers) for tp_pp, ep
-// (with expert_tp) and the single-rank FP32 reference. Counts are elements; bytes = elements * dtype_bytes.
+// (with expert_tp) and the single-rank FP32 reference, and the CUDA runtime's share.
 #include "cost/memory.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "core/error.hpp"
+#include "schedule/schedule.hpp"
 
 namespace moe {
 namespace {
@@ -60,56 +63,94 @@ MemoryEstimate scaled(int64_t weights, int64_t kv, int64_t activations, int64_t 
   return e;
 }
 
-// tp_pp: a rank holds one stage of L/pp layers, a 1/tp shard of its attention heads and of every
-// expert (W1 columns, W2 rows), plus the replicated gate.
+// Multiplier of the balanced receive rows that ep's receive buffers are sized for: they start at the
+// balanced rows and grow by 1.5x (or to the rows needed) when a part receives more. The gate's
+// weights favour some experts, and the busiest rank's buffers reach two growth steps (2.25x) on the
+// shipped 16-rank config; uniform synthetic routing only has sampling noise, within one step. A
+// skewed routing (hot, zipf) sends a rank more than 2.25x and makes the run's peak exceed the
+// estimate.
+double ep_receive_headroom(const WorkloadConfig& w) { return w.routing == "uniform" ? 1.5 : 2.25; }
+
+// The strategies' estimates count what a rank allocates (strategies/tp_pp.cpp, ep.cpp, the blocks
+// of strategies/blocks.cpp): matrices of dtype_bytes per element, index and weight vectors of 4
+// bytes. Layer scratch (attention q/k/v/ctx, expert hidden rows, gate logits and choices) is one
+// buffer per purpose for all layers, sized for the largest. Backend workspaces, the CUDA context and
+// NCCL are add_cuda_runtime's.
+//
+// tp_pp: a rank holds one stage of L/pp layers, heads/tp of the attention heads, a 1/tp column shard
+// of every expert (W1 columns, W2 rows) and the replicated gate; Tm = (batch/microbatches)*prompt.
 //   weights     = (L/pp) * (4*d*HD/tp + d*E + E*2*d*f/tp)
 //   kv          = (L/pp) * batch * S * 2*HD/tp
-//   activations = Tm*(6*d + 3*HD/tp + E) + Tm*k*(d + f/tp) + prompt^2,   Tm = T/microbatches
-//                 (residual/normed/attention/MoE rows, Q/K/V shards, gate logits; per assignment
-//                  the gathered input and the hidden shard; one head's score matrix)
-//   comm        = 2*Tm*d   (all-reduce buffer and stage-to-stage transfer)
-// with T = batch * prompt_tokens prefill tokens. Shards of f that do not divide evenly round up.
-MemoryEstimate estimate_tp_pp(const Dims& x, const StrategyConfig& s, int64_t bytes) {
+//   activations = scratch 4*Tm*HD/tp + Tm*f/tp + Tm*E, the MoE input, gathered and expert rows
+//                 Tm*d + 2*Tm*k*d, the next decode input batch*d, the prompt T*d (stage 0);
+//                 vectors: gate choice 2*Tm*k (gate routing), gather and combine 3*Tm*k, batch
+//   comm        = the layer input T*d (stage transfers land in it) + the all-reduce operand Tm*d
+MemoryEstimate estimate_tp_pp(const Config& c, const Dims& x, const StrategyConfig& s, int64_t eb) {
   const int64_t tp = s.tp, pp = s.pp;
   const int64_t layers_here = ceil_div(x.L, pp);
-  const int64_t hd_shard = ceil_div(x.HD, tp);
-  const int64_t f_shard = ceil_div(x.f, tp);
-  const int64_t Tm = ceil_div(x.batch * x.prompt, s.microbatches);
-  const int64_t weights = layers_here * (4 * x.d * hd_shard + x.d * x.E + x.E * 2 * x.d * f_shard);
-  const int64_t kv = layers_here * x.batch * x.S * 2 * hd_shard;
-  const int64_t act = Tm * (6 * x.d + 3 * hd_shard + x.E) + Tm * x.k * (x.d + f_shard) + x.scores;
-  const int64_t comm = 2 * Tm * x.d;
-  return scaled(weights, kv, act, comm, bytes);
+  const int64_t hd_shard = c.model.attention ? int64_t(c.model.heads / tp) * c.model.head_dim : 0;
+  const int64_t f_shard = x.f / tp;
+  const int64_t Tm = (x.batch / s.microbatches) * x.prompt;
+  const int64_t T = x.batch * x.prompt;
+  MemoryEstimate e;
+  e.weights_bytes = layers_here * (4 * x.d * hd_shard + x.d * x.E + x.E * 2 * x.d * f_shard) * eb;
+  e.kv_cache_bytes = layers_here * x.batch * x.S * 2 * hd_shard * eb;
+  const int64_t scratch = 4 * Tm * hd_shard + Tm * f_shard + Tm * x.E;
+  const int64_t vectors = (c.workload.routing == "gate" ? 2 * Tm * x.k : 0) + 3 * Tm * x.k + x.batch;
+  e.activations_bytes = (scratch + Tm * x.d + 2 * Tm * x.k * x.d + x.batch * x.d + T * x.d) * eb + vectors * 4;
+  e.comm_buffers_bytes = (T * x.d + Tm * x.d) * eb;
+  return e;
 }
 
-// ep (ep x expert_tp ranks): a rank owns batch/(ep*expert_tp) sequences with full attention weights and
-// their KV cache, and holds its 1/expert_tp shard (f_s = f/expert_tp FFN columns) of the `hosted`
-// experts per layer of its expert-TP group: ceil(E/ep) when E >= ep, else 1 (replicas of hot experts).
+// ep (ep x expert_tp ranks): a rank owns batch/(ep*expert_tp) sequences with full attention weights
+// and their KV cache, and holds its 1/expert_tp shard (f_s = f/expert_tp FFN columns) of the
+// `hosted` experts per layer of its expert-TP group: ceil(E/ep) when E >= ep, else 1 (replicas of
+// hot experts). Tl local tokens; P parts (chunks or batches) of at most `a` = part rows * k *
+// expert_tp assignments each (every member of an expert's group gets the row).
 //   weights     = L * (4*d*HD + d*E + hosted*2*d*f_s)
 //   kv          = L * (batch/ranks) * S * 2*HD
-//   activations = Tl*(6*d + 3*HD + E) + Tr*(2*d + f_s) + prompt^2
-//                 Tl = (batch/ranks)*prompt_tokens local tokens, Tr = Tl*k*expert_tp received rows
-//                 (balanced expectation; each needs its input row, output row and hidden row)
-//   comm        = 2*Tl*k*expert_tp*d   (dispatch send + receive buffers, reused by the combine)
-MemoryEstimate estimate_ep(const Dims& x, const StrategyConfig& s, int64_t bytes) {
+//   activations = scratch 4*Tl*HD + Tl*k*expert_tp*f_s + Tl*E, layer input, normed rows, partial
+//                 output and the prompt 4*Tl*d, the next decode input (batch/ranks)*d; vectors: gate
+//                 choice 2*Tl*k (gate routing), per part send index, combine slot and weight 3*a,
+//                 batch/ranks
+//   comm        = per part: the rows sent and returned 2*a*d, the rows received and their expert
+//                 outputs 2*R*d, R = a * ep_receive_headroom (2.25, or 1.5 for uniform routing)
+MemoryEstimate estimate_ep(const Config& c, const Dims& x, const StrategyConfig& s, int64_t eb) {
   const int64_t ep = s.ep, etp = s.expert_tp;
   const int64_t hosted = x.E >= ep ? ceil_div(x.E, ep) : 1;
-  const int64_t f_shard = ceil_div(x.f, etp);
-  const int64_t seqs_here = ceil_div(x.batch, ep * etp);
+  const int64_t f_shard = x.f / etp;
+  const int64_t seqs_here = x.batch / (ep * etp);
   const int64_t Tl = seqs_here * x.prompt;
-  const int64_t Tr = Tl * x.k * etp;
-  const int64_t weights = x.L * (4 * x.d * x.HD + x.d * x.E + hosted * 2 * x.d * f_shard);
-  const int64_t kv = x.L * seqs_here * x.S * 2 * x.HD;
-  const int64_t act = Tl * (6 * x.d + 3 * x.HD + x.E) + Tr * (2 * x.d + f_shard) + x.scores;
-  const int64_t comm = 2 * Tl * x.k * etp * x.d;
-  return scaled(weights, kv, act, comm, bytes);
+  const Schedule prefill = ep_step_schedule(c, s, c.workload.prompt_tokens);
+  const Schedule decode = ep_step_schedule(c, s, 1);
+  const int64_t parts = int64_t(std::max(prefill.parts.size(), decode.parts.size()));
+  int64_t part_rows = 1;
+  for (const PartRows& p : prefill.parts) part_rows = std::max(part_rows, p.rows);
+  const int64_t a = part_rows * x.k * etp;
+  const int64_t received = static_cast<int64_t>(std::ceil(double(a) * ep_receive_headroom(c.workload)));
+  MemoryEstimate e;
+  e.weights_bytes = x.L * (4 * x.d * x.HD + x.d * x.E + hosted * 2 * x.d * f_shard) * eb;
+  e.kv_cache_bytes = x.L * seqs_here * x.S * 2 * x.HD * eb;
+  const int64_t scratch = 4 * Tl * x.HD + Tl * x.k * etp * f_shard + Tl * x.E;
+  const int64_t vectors = (c.workload.routing == "gate" ? 2 * Tl * x.k : 0) + parts * 3 * a + seqs_here;
+  e.activations_bytes = (scratch + 4 * Tl * x.d + seqs_here * x.d) * eb + vectors * 4;
+  e.comm_buffers_bytes = parts * (2 * a + 2 * received) * x.d * eb;
+  return e;
 }
 
 }  // namespace
 
 std::string MemoryEstimate::describe() const {
   return "weights " + memory_text(weights_bytes) + " + KV cache " + memory_text(kv_cache_bytes) + " + activations " +
-         memory_text(activations_bytes) + " + comm buffers " + memory_text(comm_buffers_bytes) + " = " + memory_text(total_bytes());
+         memory_text(activations_bytes) + " + comm buffers " + memory_text(comm_buffers_bytes) +
+         (runtime_bytes > 0 ? " + CUDA runtime " + memory_text(runtime_bytes) : "") + " = " + memory_text(total_bytes());
+}
+
+void add_cuda_runtime(MemoryEstimate& e, const StrategyConfig& s, int64_t attention_workspace_bytes, int64_t staging_bytes) {
+  const int64_t communicators = kind_of(s) == StrategyKind::tp_pp ? 3 : 1;
+  const int64_t streams = 3;  // compute, send, receive: one cuBLAS handle each
+  e.runtime_bytes += attention_workspace_bytes + staging_bytes + streams * kCublasWorkspaceBytes + kCudaContextBytes +
+                     communicators * kNcclCommunicatorBytes;
 }
 
 MemoryEstimate estimate_memory(const Config& c, const StrategyConfig& s, int world_size, int dtype_bytes) {
@@ -120,10 +161,10 @@ MemoryEstimate estimate_memory(const Config& c, const StrategyConfig& s, int wor
   switch (kind_of(s)) {
     case StrategyKind::tp_pp:
       MOE_REQUIRE(s.tp > 0 && s.pp > 0 && s.microbatches > 0, "tp, pp and microbatches must be positive");
-      return estimate_tp_pp(x, s, dtype_bytes);
+      return estimate_tp_pp(c, x, s, dtype_bytes);
     case StrategyKind::ep:
       MOE_REQUIRE(s.ep > 0 && s.expert_tp > 0, "ep and expert_tp must be positive");
-      return estimate_ep(x, s, dtype_bytes);
+      return estimate_ep(c, x, s, dtype_bytes);
   }
   throw Error("estimate_memory: no memory model for strategy kind '" + s.kind + "'");
 }

@@ -122,15 +122,47 @@ std::vector<float> attention(const ModelConfig& m, const LayerWeights& w, KvCach
   return matmul(heads, w.wo, n, d, hd);
 }
 
-// MoE(z) for the step's rows: the whole step is one routing group in global token order.
+// Adds to `div` the tokens whose experts in `used` differ from `own`'s, with their score gaps
+// (RoutingDivergence). scores p_e * m_e from probs [n x E] and the multipliers.
+void compare_routing(const Routing& used, const Routing& own, const std::vector<float>& probs,
+                     const std::vector<double>& multipliers, int num_experts, RoutingDivergence& div) {
+  const int k = used.top_k, n = used.num_tokens;
+  for (int t = 0; t < n; ++t) {
+    ++div.tokens_compared;
+    const int32_t* a = used.expert.data() + static_cast<size_t>(t) * k;
+    const int32_t* b = own.expert.data() + static_cast<size_t>(t) * k;
+    auto in = [k](const int32_t* set, int32_t e) { return std::find(set, set + k, e) != set + k; };
+    bool same = true;
+    for (int j = 0; j < k; ++j) same = same && in(b, a[j]);
+    if (same) continue;
+    ++div.tokens_differing;
+    const float* p = probs.data() + static_cast<size_t>(t) * num_experts;
+    auto score = [&](int32_t e) { return static_cast<double>(p[e]) * multipliers[e]; };
+    double top = 0, own_kth = INFINITY, used_lowest = INFINITY;
+    for (int e = 0; e < num_experts; ++e) top = std::max(top, score(e));
+    for (int j = 0; j < k; ++j) {
+      own_kth = std::min(own_kth, score(b[j]));
+      used_lowest = std::min(used_lowest, score(a[j]));
+    }
+    const double gap = std::max(0.0, own_kth - used_lowest);
+    div.max_score_gap_abs = std::max(div.max_score_gap_abs, gap);
+    div.max_score_gap = std::max(div.max_score_gap, top > 0 ? gap / top : 0.0);
+  }
+}
+
+// MoE(z) for the step's rows: the whole step is one routing group in global token order. With `own`,
+// the routing `source` chose is compared with `own`'s into `div`.
 std::vector<float> moe_block(const ModelConfig& m, const LayerWeights& w, const LoadBalancingConfig& lb,
-                             const LoadBalancer& balancer, const RoutingSource* source, const TokenBlock& block,
-                             const std::vector<float>& z, int n, Routing& routing, std::vector<int32_t>& choices) {
+                             const LoadBalancer& balancer, const RoutingSource* source, const RoutingSource* own,
+                             const TokenBlock& block, const std::vector<float>& z, int n, Routing& routing,
+                             std::vector<int32_t>& choices, RoutingDivergence& div) {
   const int d = m.hidden, f = m.ffn_hidden, num_experts = m.experts, k = m.top_k;
   std::vector<float> probs = matmul(z, w.wg, n, num_experts, d);
   softmax_rows(probs, n, num_experts);
   routing = source ? source->route(probs, block, balancer.multipliers())
                    : route_top_k(probs, n, num_experts, k, balancer.multipliers(), m.renormalize);
+  if (own) compare_routing(routing, own->route(probs, block, balancer.multipliers()), probs, balancer.multipliers(),
+                           num_experts, div);
   choices = routing.expert;
   const int64_t capacity = expert_capacity(lb.capacity_factor, n, k, num_experts);
   apply_capacity(routing, num_experts, capacity, std::vector<int64_t>(num_experts, 0));
@@ -184,8 +216,10 @@ std::vector<float> rms_normalize_rows(const std::vector<float>& x, int rows, int
   return out;
 }
 
-ReferenceOutputs run_reference(const ModelConfig& model, const WorkloadConfig& workload, int decode_steps,
-                               const LoadBalancingConfig& lb, const RoutingSource* routing_source) {
+namespace {
+
+ReferenceOutputs run(const ModelConfig& model, const WorkloadConfig& workload, int decode_steps,
+                     const LoadBalancingConfig& lb, const RoutingSource* routing_source, const RoutingSource* own) {
   const int num_layers = model.layers, d = model.hidden, num_experts = model.experts;
   const int batch = workload.batch_sequences, prompt = workload.prompt_tokens;
   MOE_REQUIRE(num_layers > 0 && d > 0 && model.ffn_hidden > 0 && num_experts > 0, "reference: bad model dims");
@@ -220,8 +254,8 @@ ReferenceOutputs run_reference(const ModelConfig& model, const WorkloadConfig& w
       }
       Routing routing;
       const TokenBlock block{l, 0, batch, tok.pos[0], n / batch};
-      const std::vector<float> moe = moe_block(model, weights[l], lb, balancers[l], routing_source, block,
-                                               rms_normalize_rows(h, n, d), n, routing, choices[l]);
+      const std::vector<float> moe = moe_block(model, weights[l], lb, balancers[l], routing_source, own, block,
+                                               rms_normalize_rows(h, n, d), n, routing, choices[l], out.divergence);
       for (size_t i = 0; i < h.size(); ++i) h[i] += moe[i];
       balancers[l].observe(n, routing.chosen_per_expert);
       chosen.push_back(routing.chosen_per_expert);
@@ -262,6 +296,19 @@ ReferenceOutputs run_reference(const ModelConfig& model, const WorkloadConfig& w
     out.decode.push_back(last);
   }
   return out;
+}
+
+}  // namespace
+
+ReferenceOutputs run_reference(const ModelConfig& model, const WorkloadConfig& workload, int decode_steps,
+                               const LoadBalancingConfig& lb, const RoutingSource* routing) {
+  return run(model, workload, decode_steps, lb, routing, nullptr);
+}
+
+ReferenceOutputs run_reference_replayed(const ModelConfig& model, const WorkloadConfig& workload, int decode_steps,
+                                        const LoadBalancingConfig& lb, const RoutingSource& replay,
+                                        const RoutingSource& own) {
+  return run(model, workload, decode_steps, lb, &replay, &own);
 }
 
 }  // namespace moe

@@ -105,9 +105,10 @@ ojson routing_json(const RoutingSource& source, const CheckedRouting& r, std::op
                         : source.kind() == RoutingSource::Kind::synthetic ? "synthetic (overrides the gate's choice)"
                                                                           : "trace replay"},
              {"balancing_steers_choice", source.steerable()}};
-  if (!r.has_trace) {
-    int64_t assignments = 0;
-    for (int64_t t : r.tokens_per_step) assignments += t;
+  int64_t assignments = 0;
+  for (int64_t t : r.tokens_per_step) assignments += t * std::max(r.top_k, 1);
+  const bool inline_trace = r.has_trace && assignments <= kTraceInlineLimit;
+  if (!inline_trace) {
     j["trace"] = nullptr;
     j["trace_note"] = "not recorded: " + std::to_string(assignments) + " tokens x top_k per iteration exceed the inline limit of " +
                       std::to_string(kTraceInlineLimit) + " assignments";

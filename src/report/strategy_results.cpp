@@ -31,19 +31,29 @@ ojson overlap_json(const OverlapStats& o) {
 
 ojson verification_json(const Verification& v) {
   if (!v.checked) return {{"checked", false}};
-  return {{"checked", true}, {"max_rel_error", std::isnan(v.max_rel_error) ? -1.0 : v.max_rel_error},
+  ojson j = {{"checked", true}, {"max_rel_error", std::isnan(v.max_rel_error) ? -1.0 : v.max_rel_error},
           {"tolerance", v.tolerance}, {"prefill_max_rel_error", v.prefill_max_rel_error},
           {"decode_max_rel_error", v.decode_max_rel_error},
           {"routing_matches_reference", v.routing_matches_reference},
-          {"routing_compared", v.compared_choices ? "every token's choice and the counts" : "counts per step, layer and expert"},
-          {"passed", v.passed}};
+          {"routing_compared", v.compared_choices ? "every token's choice and the counts" : "counts per step, layer and expert"}};
+  if (v.replayed_routing) {
+    j["reference"] = "teacher-forced: the fp32 reference replays the strategy's routing";
+    j["routing_divergence"] = {{"tokens_compared", v.tokens_compared}, {"tokens_differing", v.tokens_differing},
+                               {"max_score_gap", v.max_score_gap}, {"max_score_gap_probability", v.max_score_gap_probability},
+                               {"score_gap_tolerance", v.score_gap_tolerance}};
+    j["max_rel_error_vs_own_routing"] = std::isnan(v.max_rel_error_vs_own_routing) ? -1.0 : v.max_rel_error_vs_own_routing;
+  } else {
+    j["reference"] = "the fp32 reference with its own routing";
+  }
+  j["passed"] = v.passed;
+  return j;
 }
 
 ojson memory_json(const StrategyMeasurement& m, const MemoryEstimate& est) {
   return {{"peak_allocated_bytes_max", m.peak_allocated_bytes_max}, {"peak_allocated_bytes_mean", m.peak_allocated_bytes_mean},
           {"estimate_bytes", est.total_bytes()}, {"estimate_weights_bytes", est.weights_bytes},
           {"estimate_kv_cache_bytes", est.kv_cache_bytes}, {"estimate_activations_bytes", est.activations_bytes},
-          {"estimate_comm_buffers_bytes", est.comm_buffers_bytes}};
+          {"estimate_comm_buffers_bytes", est.comm_buffers_bytes}, {"estimate_runtime_bytes", est.runtime_bytes}};
 }
 
 }  // namespace
@@ -57,7 +67,8 @@ ojson strategy_results(const Config& config, const RoutingSource& routing, const
   const int64_t prefill_tokens = int64_t(config.workload.batch_sequences) * config.workload.prompt_tokens;
   const double decode_total_s = [&] { double s = 0; for (double v : m.decode_ms) s += v; return s / 1e3; }();
   const double flops_per_iter = double(m.flops) / iters;
-  const MemoryEstimate est = estimate_memory(config, m.spec, m.world_size, m.dtype_bytes);
+  MemoryEstimate est = estimate_memory(config, m.spec, m.world_size, m.dtype_bytes);
+  if (m.cuda_runtime) add_cuda_runtime(est, m.spec);
 
   ojson r;
   r["name"] = m.spec.name;

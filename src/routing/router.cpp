@@ -1,30 +1,24 @@
 // Gate softmax, top-k choice, capacity drops and the `paper` load-balancing multipliers.
-// Host-only and deterministic: every strategy calls these with identical inputs in identical order.
+// Deterministic: every strategy calls these with identical inputs in identical order. The per-token
+// rule itself is gate_rule.hpp's, shared with device code.
 #include "routing/router.hpp"
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 
 #include "core/error.hpp"
+#include "core/gate_rule.hpp"
 
 namespace moe {
 
 void softmax_rows(std::vector<float>& logits, int num_tokens, int num_experts) {
   MOE_REQUIRE(num_tokens >= 0 && num_experts > 0, "softmax_rows: bad shape");
   MOE_REQUIRE(logits.size() >= static_cast<size_t>(num_tokens) * num_experts, "softmax_rows: logits too small");
+  std::vector<float> row(num_experts);
   for (int t = 0; t < num_tokens; ++t) {
-    float* row = logits.data() + static_cast<size_t>(t) * num_experts;
-    // Subtracting the row max keeps exp() finite for any logit magnitude.
-    double max_logit = row[0];
-    for (int e = 1; e < num_experts; ++e) max_logit = std::max(max_logit, static_cast<double>(row[e]));
-    double sum = 0;
-    std::vector<double> ex(num_experts);
-    for (int e = 0; e < num_experts; ++e) {
-      ex[e] = std::exp(static_cast<double>(row[e]) - max_logit);
-      sum += ex[e];
-    }
-    for (int e = 0; e < num_experts; ++e) row[e] = static_cast<float>(ex[e] / sum);
+    float* x = logits.data() + static_cast<size_t>(t) * num_experts;
+    gate_softmax_row(x, num_experts, row.data());
+    std::copy(row.begin(), row.end(), x);
   }
 }
 
@@ -46,18 +40,11 @@ Routing empty_routing(int num_tokens, int num_experts, int top_k) {
   return r;
 }
 
-// Weights of token t's chosen experts (already in r.expert): the probabilities, normalized by their sum.
+// Weights of token t's chosen experts (already in r.expert), and their counts.
 void set_weights(Routing& r, int t, const float* p, bool renormalize) {
-  const int k = r.top_k;
-  double sum = 0;
-  for (int j = 0; j < k; ++j) sum += p[r.expert[static_cast<size_t>(t) * k + j]];
-  // Combine weights are the unmultiplied probabilities: multipliers steer the choice only.
-  const double norm = (renormalize && sum > 0) ? sum : 1.0;
-  for (int j = 0; j < k; ++j) {
-    const size_t a = static_cast<size_t>(t) * k + j;
-    r.weight[a] = static_cast<float>(static_cast<double>(p[r.expert[a]]) / norm);
-    ++r.chosen_per_expert[r.expert[a]];
-  }
+  const size_t first = static_cast<size_t>(t) * r.top_k;
+  gate_weights(p, r.expert.data() + first, r.top_k, renormalize, r.weight.data() + first);
+  for (int j = 0; j < r.top_k; ++j) ++r.chosen_per_expert[r.expert[first + j]];
 }
 
 }  // namespace
@@ -70,19 +57,10 @@ Routing route_top_k_scored(const std::vector<float>& scores, const std::vector<f
   MOE_REQUIRE(scores.size() >= static_cast<size_t>(num_tokens) * num_experts, "route_top_k: scores too small");
   MOE_REQUIRE(multipliers.size() == static_cast<size_t>(num_experts), "route_top_k: one multiplier per expert");
   Routing r = empty_routing(num_tokens, num_experts, top_k);
-  std::vector<int> order(num_experts);
-  std::vector<double> score(num_experts);
   for (int t = 0; t < num_tokens; ++t) {
-    const float* sc = scores.data() + static_cast<size_t>(t) * num_experts;
-    for (int e = 0; e < num_experts; ++e) score[e] = static_cast<double>(sc[e]) * multipliers[e];
-    std::iota(order.begin(), order.end(), 0);
-    // Strict total order (score descending, then index ascending): the k winners and their
-    // output order are unique, so every implementation makes the same choice.
-    std::partial_sort(order.begin(), order.begin() + top_k, order.end(), [&](int a, int b) {
-      return score[a] != score[b] ? score[a] > score[b] : a < b;
-    });
-    for (int j = 0; j < top_k; ++j) r.expert[static_cast<size_t>(t) * top_k + j] = order[j];
-    set_weights(r, t, probs.data() + static_cast<size_t>(t) * num_experts, renormalize);
+    const size_t row = static_cast<size_t>(t) * num_experts;
+    gate_top_k(scores.data() + row, multipliers.data(), num_experts, top_k, r.expert.data() + size_t(t) * top_k);
+    set_weights(r, t, probs.data() + row, renormalize);
   }
   return r;
 }

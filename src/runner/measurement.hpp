@@ -45,6 +45,13 @@ struct Verification {
   bool routing_matches_reference = false;
   bool compared_choices = false;         // every token's choice compared (else the counts only)
   bool passed = true;
+  // 16-bit runs: the reference replayed the strategy's routing (teacher-forced); how that routing
+  // differs from the reference's own choice, the gap tolerance, and the error the comparison with
+  // the reference's own routing would have found (docs/verification.md).
+  bool replayed_routing = false;
+  int64_t tokens_compared = 0, tokens_differing = 0;
+  double max_score_gap = 0, max_score_gap_probability = 0, score_gap_tolerance = 0;
+  double max_rel_error_vs_own_routing = 0;
 };
 
 struct StrategyMeasurement {
@@ -53,6 +60,7 @@ struct StrategyMeasurement {
   nlohmann::ordered_json layout;         // Strategy::layout(), with plan_file when a plan file placed it
   int world_size = 1;
   int dtype_bytes = 4;                   // the compute dtype's size
+  bool cuda_runtime = false;             // the backend is cuda: the memory estimate adds its runtime
   std::vector<double> prefill_ms;        // [iterations] max over ranks
   std::vector<double> decode_ms;         // [iterations * decode steps] max over ranks
   PhaseStats prefill_phases, decode_phases;

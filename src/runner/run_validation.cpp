@@ -44,7 +44,8 @@ void validate_for_run(const Config& c, int world_size, int dtype_bytes, const st
                                      "; launch with mpirun -np " + std::to_string(world));
   const double capacity_bytes = c.cluster.gpu.memory_gb * 1e9;
   for (size_t i = 0; i < c.strategies.size(); ++i) {
-    const MemoryEstimate est = estimate_memory(c, c.strategies[i], world_size, dtype_bytes);
+    MemoryEstimate est = estimate_memory(c, c.strategies[i], world_size, dtype_bytes);
+    if (backend_name == "cuda") add_cuda_runtime(est, c.strategies[i]);
     if (static_cast<double>(est.total_bytes()) > capacity_bytes)
       throw ConfigError("strategies[" + std::to_string(i) + "]",
                         "strategy '" + c.strategies[i].name + "' needs " + gb(static_cast<double>(est.total_bytes())) +

@@ -18,6 +18,7 @@
 #include "runner/reference_cache.hpp"
 #include "runner/stats.hpp"
 #include "runner/trace.hpp"
+#include "runner/verification.hpp"
 #include "strategies/strategy.hpp"
 
 namespace moe {
@@ -165,12 +166,14 @@ struct CheckedPass {
 };
 
 // An untimed iteration that gathers outputs (when needed), routing counts and (small runs) every choice.
-CheckedPass checked_pass(Strategy& s, const Config& c, ComputeBackend& compute, Comm& world, bool gather) {
+// `all_choices`: record every choice whatever the size (a teacher-forced reference replays them).
+CheckedPass checked_pass(Strategy& s, const Config& c, ComputeBackend& compute, Comm& world, bool gather,
+                         bool all_choices) {
   PhaseTimer timer(compute);
   CheckedPass p;
   const int64_t B = c.workload.batch_sequences;
   const int64_t assignments = B * (c.workload.prompt_tokens + c.workload.decode_steps) * c.model.top_k;
-  const bool with_choices = assignments <= kTraceInlineLimit;
+  const bool with_choices = all_choices || assignments <= kTraceInlineLimit;
   s.set_record_choices(with_choices);
   s.reset();
   ActivityScope pass_activity("checked_pass");
@@ -196,27 +199,6 @@ CheckedPass checked_pass(Strategy& s, const Config& c, ComputeBackend& compute, 
   return p;
 }
 
-double tolerance_for(const ComputeBackend& compute) { return compute.dtype() == DType::f32 ? 1e-4 : 2e-2; }
-
-Verification verify(const CheckedPass& p, const ReferenceOutputs& ref, double tol) {
-  Verification v;
-  v.checked = true;
-  v.tolerance = tol;
-  double err = max_relative_error(p.prefill, ref.prefill);
-  for (size_t t = 0; t < p.decode.size(); ++t) {
-    const double e = max_relative_error(p.decode[t], ref.decode.at(t));
-    v.decode_max_rel_error.push_back(e);
-    err = std::isnan(e) || e > err ? e : err;
-  }
-  v.max_rel_error = err;
-  v.prefill_max_rel_error = max_relative_error(p.prefill, ref.prefill);
-  v.routing_matches_reference = p.routing.chosen == ref.chosen && p.routing.dropped == ref.dropped;
-  if (p.routing.has_trace) v.routing_matches_reference = v.routing_matches_reference && p.routing.trace.choices == ref.choices;
-  v.compared_choices = p.routing.has_trace;
-  v.passed = !std::isnan(err) && err <= tol;
-  return v;
-}
-
 void dump_outputs(const std::string& dir, const std::string& name, const CheckedPass& p, const Config& c,
                   nlohmann::ordered_json& index) {
   const int64_t d = c.model.hidden;
@@ -238,7 +220,7 @@ struct RunState {
   Topology topo;
   ReferenceCache references;
   bool gather;                        // outputs are gathered (verification or dumps)
-  double tolerance;
+  bool replay;                        // verified against a teacher-forced reference (16-bit runs)
   Progress& progress;
   TraceRecorder recorder;
   TraceState trace;
@@ -257,6 +239,7 @@ void describe(RunState& st, const StrategyConfig& spec, const Strategy& strategy
   if (const auto it = options.plan_paths.find(spec.name); it != options.plan_paths.end()) m.layout["plan_file"] = it->second;
   m.world_size = st.world.size();
   m.dtype_bytes = dtype_bytes(st.compute.dtype());
+  m.cuda_runtime = st.compute.name() == "cuda";
   m.prefill_ms = times.prefill_ms;
   m.decode_ms = times.decode_ms;
   if (const Placement* placement = strategy.placement()) {  // ep: the prediction's plan and its routing
@@ -302,11 +285,22 @@ std::optional<StrategyMeasurement> measure_strategy(RunState& st, size_t si, boo
   m.flops = flops[0];
   m.traffic_bytes = traffic_matrix(world);
 
-  CheckedPass pass = checked_pass(*strategy, st.config, compute, world, st.gather);
+  CheckedPass pass = checked_pass(*strategy, st.config, compute, world, st.gather, st.replay);
   ActivityScope verification_activity("verification");  // other ranks wait for rank 0 here
   st.progress.step_done("check", 0, 0, 0, 0);
   if (world.rank() == 0) {
-    if (st.options.verify) m.verification = verify(pass, st.references.get(spec.load_balancing), st.tolerance);
+    if (st.options.verify) {
+      std::unique_ptr<ReferenceOutputs> replayed;
+      if (st.replay) {
+        RoutingTrace trace = pass.routing.trace;
+        trace.source = "strategy " + spec.name;
+        replayed = std::make_unique<ReferenceOutputs>(run_reference_replayed(
+            st.config.model, st.config.workload, st.config.workload.decode_steps, spec.load_balancing,
+            *RoutingSource::from_trace(st.config, std::move(trace)), *st.options.routing));
+      }
+      m.verification = verify_outputs({pass.prefill, pass.decode, pass.routing}, st.references.get(spec.load_balancing),
+                                      replayed.get(), compute.precision());
+    }
     if (!st.options.dump_dir.empty()) dump_outputs(st.options.dump_dir, spec.name, pass, st.config, st.dump_index);
   }
   std::vector<double> failed{m.verification.passed ? 0.0 : 1.0};
@@ -368,7 +362,7 @@ RunOutcome run_strategies(const Config& config, const RunOptions& options, Compu
               Topology::from_config(config.cluster),
               ReferenceCache(config, *options.routing),
               options.verify || !options.dump_dir.empty(),
-              tolerance_for(compute),
+              options.verify && needs_replayed_reference(compute.precision(), *options.routing),
               options.progress ? *options.progress : quiet,
               TraceRecorder{},
               TraceState{},

@@ -54,7 +54,7 @@ inline RunResults run_json(const nlohmann::json& cfg_json, const std::string& du
                            const RoutingTrace* trace = nullptr, std::map<std::string, Placement> plans = {}) {
   Config c = parse_config(cfg_json);
   validate_for_run(c, world_size(), 4, "cpu");
-  Backends b = make_backends("cpu", c.model.dtype);
+  Backends b = make_backends("cpu", c.model.dtype, c.run.emulate_dtype);
   RunOptions o;
   o.verify = true;
   o.dump_dir = dump_dir;

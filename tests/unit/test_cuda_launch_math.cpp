@@ -205,6 +205,19 @@ TEST_CASE("attention chunk plans fit the workspace and cover all work", "[cuda][
     CHECK(c.pairs_per_chunk == 0);
   }
   SECTION("empty problems plan nothing") { CHECK(plan_attention_chunks(0, 5, 5, 2, 4096).rows_per_chunk == 0); }
+  SECTION("batches are capped at cuBLAS's batch limit") {
+    // Decode of 1024 sequences x 128 heads: 131,072 (sequence, head) products fit a 1 GiB workspace.
+    const auto c = plan_attention_chunks(1024 * 128, 1, 64, 2, int64_t(1) << 30);
+    CHECK(c.pairs_per_chunk == kMaxGemmBatch);
+    CHECK(c.rows_per_chunk == 1);
+  }
+}
+
+TEST_CASE("KV append: one 2D copy while the cache stride fits the pitch limit", "[cuda][launch_math]") {
+  const int64_t row_bytes = 8192 * 2;  // hidden 8192 in fp16
+  CHECK(kv_append_as_one_copy(131071, row_bytes));
+  CHECK_FALSE(kv_append_as_one_copy(131072, row_bytes));  // 2^31 bytes per sequence
+  CHECK(kv_append_as_one_copy(10032, row_bytes));          // the paper's prompt + decode
 }
 
 TEST_CASE("chunked attention replayed on the CPU matches causal attention", "[cuda][launch_math]") {

@@ -1,5 +1,6 @@
 // Tests for src/cost/memory.*: per-rank estimates checked against values computed by hand on a
-// tiny config, the special cases (E > ep, E < ep, no attention), and the GB formatting.
+// tiny config, the special cases (E > ep, E < ep, no attention), and the GB formatting. (That the
+// estimates bound what the runs allocate is tests/mpi/test_memory_estimate.cpp's.)
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -27,81 +28,87 @@ moe::Config tiny() {
 
 TEST_CASE("memory: tp_pp on the tiny config, by hand", "[memory]") {
   const moe::Config c = tiny();
-  // tp=2, pp=2, microbatches=2: L/pp = 1 layer, HD/tp = 2, f/tp = 4, Tm = 12/2 = 6.
-  // weights     = 1 * (4*4*4/2 + 4*4 + 4*2*4*8/2) = 32 + 16 + 128 = 176 elements
-  // kv          = 1 * 4 * 5 * 2*4/2               = 80
-  // activations = 6*(6*4 + 3*2 + 4) + 6*2*(4 + 4) + 3^2 = 204 + 96 + 9 = 309
-  // comm        = 2 * 6 * 4                       = 48
+  // tp=2, pp=2, microbatches=2: L/pp = 1 layer, HD/tp = 2, f/tp = 4, Tm = (4/2)*3 = 6, T = 12.
+  // weights     = 1 * (4*4*2 + 4*4 + 4*2*4*4)              = 32 + 16 + 128 = 176 elements
+  // kv          = 1 * 4 * 5 * 2*2                          = 80
+  // activations = scratch 4*6*2 + 6*4 + 6*4 = 96, MoE input 6*4 = 24, gathered and expert rows
+  //               2*6*2*4 = 96, next input 4*4 = 16, prompt 12*4 = 48: 280 elements;
+  //               vectors 2*6*2 + 3*6*2 + 4 = 64 (4 bytes each)
+  // comm        = 12*4 + 6*4                               = 72
   const moe::MemoryEstimate m = moe::estimate_memory(c, c.strategies[0], 4, 2);
   CHECK(m.weights_bytes == 176 * 2);
   CHECK(m.kv_cache_bytes == 80 * 2);
-  CHECK(m.activations_bytes == 309 * 2);
-  CHECK(m.comm_buffers_bytes == 48 * 2);
-  CHECK(m.total_bytes() == 1226);
+  CHECK(m.activations_bytes == 280 * 2 + 64 * 4);
+  CHECK(m.comm_buffers_bytes == 72 * 2);
+  CHECK(m.total_bytes() == 352 + 160 + 816 + 144);
   const moe::MemoryEstimate m4 = moe::estimate_memory(c, c.strategies[0], 4, 4);
-  CHECK(m4.total_bytes() == 2452);
+  CHECK(m4.total_bytes() == 704 + 320 + 1120 + 256 + 288);
 }
 
 TEST_CASE("memory: ep on the tiny config, by hand", "[memory]") {
   moe::Config c = tiny();
   moe::StrategyConfig s = c.strategies[1];
   SECTION("E == ep: one expert per rank") {
-    // hosted = 1, batch/ep = 1 sequence, Tl = 3, Tr = 6.
+    // hosted = 1, batch/ep = 1 sequence, Tl = 3; one part of a = 3*2 = 6 assignments, R = ceil(2.25a) = 14.
     // weights     = 2 * (4*4*4 + 4*4 + 1*2*4*8) = 2 * (64 + 16 + 64) = 288
     // kv          = 2 * 1 * 5 * 2*4              = 80
-    // activations = 3*(24 + 12 + 4) + 6*(8 + 8) + 9 = 120 + 96 + 9 = 225
-    // comm        = 2 * 3 * 2 * 4                = 48
+    // activations = scratch 4*3*4 + 3*2*8 + 3*4 = 108, 4*3*4 = 48, next input 4: 160 elements;
+    //               vectors 2*3*2 + 3*6 + 1 = 31
+    // comm        = (2*6 + 2*14) * 4             = 160
     const moe::MemoryEstimate m = moe::estimate_memory(c, s, 4, 2);
     CHECK(m.weights_bytes == 288 * 2);
     CHECK(m.kv_cache_bytes == 80 * 2);
-    CHECK(m.activations_bytes == 225 * 2);
-    CHECK(m.comm_buffers_bytes == 48 * 2);
+    CHECK(m.activations_bytes == 160 * 2 + 31 * 4);
+    CHECK(m.comm_buffers_bytes == 160 * 2);
   }
-  SECTION("E > ep: ceil(E/ep) experts, the largest rank's sequences") {
-    s.ep = 3;
-    // hosted = ceil(4/3) = 2, ceil(4/3) = 2 sequences, Tl = 6, Tr = 12.
+  SECTION("E > ep: ceil(E/ep) experts") {
+    s.ep = 2;
+    // hosted = 2, 2 sequences, Tl = 6, a = 12, R = 27.
     // weights = 2*(64 + 16 + 2*64) = 416; kv = 2*2*5*8 = 160;
-    // activations = 6*40 + 12*16 + 9 = 441; comm = 2*6*2*4 = 96
-    const moe::MemoryEstimate m = moe::estimate_memory(c, s, 3, 1);
+    // activations = (4*6*4 + 6*2*8 + 6*4) + 4*6*4 + 2*4 = 320, vectors 2*6*2 + 3*12 + 2 = 62;
+    // comm = (24 + 54) * 4 = 312
+    const moe::MemoryEstimate m = moe::estimate_memory(c, s, 2, 1);
     CHECK(m.weights_bytes == 416);
     CHECK(m.kv_cache_bytes == 160);
-    CHECK(m.activations_bytes == 441);
-    CHECK(m.comm_buffers_bytes == 96);
+    CHECK(m.activations_bytes == 320 + 62 * 4);
+    CHECK(m.comm_buffers_bytes == 312);
   }
   SECTION("ep 2 x expert_tp 2: a half-width shard of the group's experts per rank") {
     s.ep = 2;
     s.expert_tp = 2;
     // hosted = ceil(4/2) = 2 experts per group, f_s = 8/2 = 4, batch/(ep*expert_tp) = 1 sequence,
-    // Tl = 3, Tr = 3*2*2 = 12 received rows (every assignment reaches both members).
+    // Tl = 3, one part of a = 3*2*2 = 12 assignments (every one reaches both members), R = 27.
     // weights = 2*(64 + 16 + 2*2*4*4) = 288; kv = 2*1*5*8 = 80;
-    // activations = 3*40 + 12*(8 + 4) + 9 = 273; comm = 2*3*2*2*4 = 96
+    // activations = (4*3*4 + 3*2*2*4 + 3*4) + 4*3*4 + 4 = 160 elements and vectors 2*3*2 + 3*12 + 1
+    // = 49; comm = (2*12 + 2*27) * 4 = 312
     const moe::MemoryEstimate m = moe::estimate_memory(c, s, 4, 1);
     CHECK(m.weights_bytes == 288);
     CHECK(m.kv_cache_bytes == 80);
-    CHECK(m.activations_bytes == 273);
-    CHECK(m.comm_buffers_bytes == 96);
+    CHECK(m.activations_bytes == 160 + 49 * 4);
+    CHECK(m.comm_buffers_bytes == 312);
   }
   SECTION("E < ep: one (replicated) expert per rank") {
-    s.ep = 8;
-    // hosted = 1, ceil(4/8) = 1 sequence: same as E == ep.
-    const moe::MemoryEstimate m = moe::estimate_memory(c, s, 8, 1);
-    CHECK(m.weights_bytes == 288);
+    c.model.experts = 2;
+    // hosted = 1, 1 sequence: weights = 2*(64 + 4*2 + 64) = 272; activations 154 elements
+    // (scratch 48 + 48 + 3*2) and 31 vectors; comm 160.
+    const moe::MemoryEstimate m = moe::estimate_memory(c, s, 4, 1);
+    CHECK(m.weights_bytes == 272);
     CHECK(m.kv_cache_bytes == 80);
-    CHECK(m.activations_bytes == 225);
-    CHECK(m.comm_buffers_bytes == 48);
+    CHECK(m.activations_bytes == 154 + 31 * 4);
+    CHECK(m.comm_buffers_bytes == 160);
   }
 }
 
 TEST_CASE("memory: attention terms vanish without attention", "[memory]") {
   moe::Config c = tiny();
   c.model.attention = false;
-  // tp_pp: weights = 1*(0 + 16 + 128) = 144; kv = 0; activations = 6*(24 + 4) + 6*2*8 = 264 (no scores);
-  // comm = 48.
+  // tp_pp: weights = 1*(0 + 16 + 128) = 144; kv = 0; activations = (0 + 24 + 24) + 24 + 96 + 16 + 48
+  // = 232 elements and 64 vectors; comm = 72.
   const moe::MemoryEstimate m = moe::estimate_memory(c, c.strategies[0], 4, 1);
   CHECK(m.weights_bytes == 144);
   CHECK(m.kv_cache_bytes == 0);
-  CHECK(m.activations_bytes == 264);
-  CHECK(m.comm_buffers_bytes == 48);
+  CHECK(m.activations_bytes == 232 + 64 * 4);
+  CHECK(m.comm_buffers_bytes == 72);
 }
 
 TEST_CASE("memory: single-rank FP32 reference, by hand", "[memory]") {

@@ -1,5 +1,7 @@
 // CPU ComputeBackend: plain loops for elementwise kernels, cblas_sgemm for matrix products.
 // Events carry wall-clock timestamps taken when recorded (work before them has completed).
+// Emulated 16-bit mode: storage and arithmetic stay fp32, and every kernel rounds what it stores to
+// the 16-bit format (round16.hpp), as a device that stores fp16/bf16 and accumulates in fp32 does.
 #include "backend/cpu/cpu_compute.hpp"
 
 #include <cblas.h>
@@ -11,7 +13,9 @@
 #include <functional>
 #include <vector>
 
+#include "backend/round16.hpp"
 #include "core/error.hpp"
+#include "core/gate_rule.hpp"
 
 namespace moe {
 namespace {
@@ -32,10 +36,14 @@ void require_same_shape(const Mat& a, const Mat& b, const char* op) {
 class CpuCompute : public ComputeBackend {
  public:
   // One BLAS thread per rank: ranks already occupy the cores.
-  CpuCompute() { openblas_set_num_threads(1); }
+  explicit CpuCompute(DType precision) : precision_(precision) { openblas_set_num_threads(1); }
   std::string name() const override { return "cpu"; }
   DType dtype() const override { return DType::f32; }
-  std::string device_description() const override { return "CPU (OpenBLAS, fp32)"; }
+  DType precision() const override { return precision_; }
+  std::string device_description() const override {
+    if (precision_ == DType::f32) return "CPU (OpenBLAS, fp32)";
+    return std::string("CPU (OpenBLAS, fp32 arithmetic, ") + dtype_name(precision_) + " emulated on every store)";
+  }
 
   DeviceMat alloc_mat(int64_t rows, int64_t cols) override {
     DeviceMat m;
@@ -62,6 +70,7 @@ class CpuCompute : public ComputeBackend {
   void upload(const float* host, const Mat& dst, Stream) override {
     require_f32(dst, "upload destination");
     if (dst.elements()) std::memcpy(dst.data, host, dst.elements() * 4);
+    round_stored(f(dst), dst.elements());
   }
   void download(const Mat& src, float* host, Stream) override {
     require_f32(src, "download source");
@@ -72,6 +81,27 @@ class CpuCompute : public ComputeBackend {
   }
   void upload_weights(const float* host, const WeightVec& dst, Stream) override {
     if (dst.size) std::memcpy(dst.data, host, dst.size * 4);
+  }
+  void download_index(const IndexVec& src, int32_t* host, Stream) override {
+    if (src.size) std::memcpy(host, src.data, src.size * 4);
+  }
+  void download_weights(const WeightVec& src, float* host, Stream) override {
+    if (src.size) std::memcpy(host, src.data, src.size * 4);
+  }
+
+  void gate_top_k(const Mat& logits, const std::vector<double>& multipliers, int top_k, bool renormalize,
+                  const IndexVec& experts, const WeightVec& weights, Stream) override {
+    poll();
+    require_f32(logits, "gate logits");
+    const int64_t E = logits.cols;
+    MOE_REQUIRE(E > 0 && top_k >= 1 && top_k <= E && int64_t(multipliers.size()) == E,
+                "gate_top_k: need 1 <= top_k <= experts and one multiplier per expert");
+    MOE_REQUIRE(experts.size >= logits.rows * top_k && weights.size >= logits.rows * top_k,
+                "gate_top_k: outputs smaller than rows x top_k");
+    std::vector<float> probs(E);
+    for (int64_t t = 0; t < logits.rows; ++t)
+      gate_token(f(logits) + t * E, multipliers.data(), static_cast<int>(E), top_k, renormalize, probs.data(),
+                 experts.data + t * top_k, weights.data + t * top_k);
   }
 
   void gemm(const Mat& a, const Mat& b, const Mat& c, bool accumulate, Stream) override {
@@ -94,6 +124,7 @@ class CpuCompute : public ComputeBackend {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(b.cols),
                   static_cast<int>(a.cols), 1.0f, f(a) + r0 * a.cols, static_cast<int>(a.cols), f(b),
                   static_cast<int>(b.cols), accumulate ? 1.0f : 0.0f, f(c) + r0 * c.cols, static_cast<int>(c.cols));
+      round_stored(f(c) + r0 * c.cols, rows * c.cols);
       poll();
     }
     flops_ += 2 * a.rows * b.cols * a.cols;
@@ -111,6 +142,7 @@ class CpuCompute : public ComputeBackend {
       for (int64_t c = 0; c < x.cols; ++c) ss += static_cast<double>(in[c]) * in[c];
       const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(x.cols) + 1e-5));
       for (int64_t c = 0; c < x.cols; ++c) out[c] = in[c] * inv;
+      round_stored(out, x.cols);
     }
   }
 
@@ -119,6 +151,7 @@ class CpuCompute : public ComputeBackend {
     require_f32(x, "silu x");
     float* p = f(x);
     for (int64_t i = 0; i < x.elements(); ++i) p[i] = p[i] / (1.0f + std::exp(-p[i]));
+    round_stored(p, x.elements());
   }
 
   void add(const Mat& y, const Mat& x, Stream) override {
@@ -127,6 +160,7 @@ class CpuCompute : public ComputeBackend {
     require_f32(x, "add x");
     require_same_shape(x, y, "add");
     for (int64_t i = 0; i < y.elements(); ++i) f(y)[i] += f(x)[i];
+    round_stored(f(y), y.elements());
   }
 
   void copy(const Mat& src, const Mat& dst, Stream) override {
@@ -165,6 +199,7 @@ class CpuCompute : public ComputeBackend {
         const float* in = f(src) + s * src.cols;
         for (int64_t c = 0; c < dst.cols; ++c) out[c] += w * in[c];
       }
+      round_stored(out, dst.cols);
     }
   }
 
@@ -207,11 +242,13 @@ class CpuCompute : public ComputeBackend {
           }
           const float inv = static_cast<float>(1.0 / sum);
           for (int j = 0; j < visible; ++j) row[j] *= inv;
+          round_stored(row, visible);  // probabilities are stored in the 16-bit format for P.V
           for (int j = visible; j < ctx; ++j) row[j] = 0.0f;
         }
         float* oh = f(out) + int64_t(s) * new_len * hd + int64_t(h) * head_dim;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, new_len, head_dim, ctx, 1.0f, scores.data(), ctx,
                     vc + int64_t(h) * head_dim, static_cast<int>(hd), 0.0f, oh, static_cast<int>(hd));
+        for (int i = 0; i < new_len; ++i) round_stored(oh + int64_t(i) * hd, head_dim);
         flops_ += 4LL * new_len * ctx * head_dim;
         poll();
       }
@@ -242,6 +279,14 @@ class CpuCompute : public ComputeBackend {
   void reset_counters() override { flops_ = 0; }
 
  private:
+  // The value a 16-bit store keeps (no-op in fp32).
+  void round_stored(float* p, int64_t n) const {
+    if (precision_ == DType::f16)
+      for (int64_t i = 0; i < n; ++i) p[i] = round_to_fp16(p[i]);
+    else if (precision_ == DType::bf16)
+      for (int64_t i = 0; i < n; ++i) p[i] = round_to_bf16(p[i]);
+  }
+
   DeviceBuffer alloc_bytes(int64_t bytes) {
     MOE_REQUIRE(bytes >= 0, "negative allocation");
     const int64_t n = std::max<int64_t>(bytes, 4);
@@ -257,6 +302,7 @@ class CpuCompute : public ComputeBackend {
     return DeviceBuffer(storage, bytes);
   }
 
+  DType precision_;
   std::shared_ptr<int64_t> live_ = std::make_shared<int64_t>(0);
   std::shared_ptr<int64_t> peak_ = std::make_shared<int64_t>(0);
   int64_t flops_ = 0;
@@ -268,6 +314,6 @@ class CpuCompute : public ComputeBackend {
 
 }  // namespace
 
-std::unique_ptr<ComputeBackend> make_cpu_compute() { return std::make_unique<CpuCompute>(); }
+std::unique_ptr<ComputeBackend> make_cpu_compute(DType precision) { return std::make_unique<CpuCompute>(precision); }
 
 }  // namespace moe

@@ -6,10 +6,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/launch_math.hpp"
+#include "backend/env_number.hpp"
+#include "backend/wait_policy.hpp"
 #include "core/error.hpp"
 #include "core/watchdog.hpp"
 
@@ -25,15 +28,6 @@ constexpr float kRmsEps = 1e-5f;
 
 void require_ok(const std::string& problem) { MOE_REQUIRE(problem.empty(), problem); }
 
-double env_number(const char* name, double fallback) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return fallback;
-  char* end = nullptr;
-  const double x = std::strtod(v, &end);
-  if (end == v || *end != '\0' || x < 0) throw ConfigError(name, std::string("expected a non-negative number, got '") + v + "'");
-  return x;
-}
-
 // Clears a not-ready status some runtimes leave as the last error after polling, keeping real errors.
 void clear_not_ready() {
   const cudaError_t e = cudaGetLastError();
@@ -47,7 +41,7 @@ CudaBackendOptions cuda_backend_options_from_env() {
   o.attention_workspace_bytes =
       static_cast<int64_t>(env_number("MOE_CUDA_ATTENTION_WORKSPACE_MB", double(o.attention_workspace_bytes >> 20)) * (1 << 20));
   o.staging_bytes = static_cast<int64_t>(env_number("MOE_CUDA_STAGING_MB", double(o.staging_bytes >> 20)) * (1 << 20));
-  o.sync_timeout_s = env_number("MOE_CUDA_SYNC_TIMEOUT_S", o.sync_timeout_s);
+  o.sync_timeout_s = device_wait_timeout_s(watchdog::timeout_s(), std::getenv("MOE_CUDA_SYNC_TIMEOUT_S"));
   if (o.staging_bytes < 4096) throw ConfigError("MOE_CUDA_STAGING_MB", "staging buffer must be at least 4 KiB");
   return o;
 }
@@ -84,6 +78,8 @@ CudaComputeBackend::CudaComputeBackend(DType dtype, int device, CudaBackendOptio
       MOE_CUDA_CHECK(cudaMalloc(&s->data, static_cast<size_t>(s->bytes)));
       MOE_CUDA_CHECK(cudaEventCreateWithFlags(&s->released, cudaEventDisableTiming));
     }
+    MOE_CUDA_CHECK(cudaHostAlloc(&pinned_, static_cast<size_t>(options_.staging_bytes), cudaHostAllocDefault));
+    pinned_ring_ = std::make_unique<StagingRing>(options_.staging_bytes);
     void* word = nullptr;
     MOE_CUDA_CHECK(cudaHostAlloc(&word, sizeof(cuda::DeviceErrorWord), cudaHostAllocMapped));
     error_word_host_ = static_cast<cuda::DeviceErrorWord*>(word);
@@ -100,6 +96,9 @@ CudaComputeBackend::CudaComputeBackend(DType dtype, int device, CudaBackendOptio
 CudaComputeBackend::~CudaComputeBackend() { destroy_resources(); }
 
 void CudaComputeBackend::destroy_resources() noexcept {
+  // After a failure, queued NCCL kernels may never finish and every call below could wait on them:
+  // leave the resources to the process's end, which abort_job brings at once.
+  if (!device_teardown_may_wait()) return;
   cudaSetDevice(device_);
   for (cudaStream_t st : streams_)
     if (st != nullptr) cudaStreamSynchronize(st);  // errors ignored: tearing down
@@ -111,6 +110,11 @@ void CudaComputeBackend::destroy_resources() noexcept {
     if (s->data != nullptr) cudaFree(s->data), s->data = nullptr;
     if (s->released != nullptr) cudaEventDestroy(s->released), s->released = nullptr;
   }
+  for (auto& [id, e] : fences_) cudaEventDestroy(e);
+  fences_.clear();
+  for (cudaEvent_t e : spare_fence_events_) cudaEventDestroy(e);
+  spare_fence_events_.clear();
+  if (pinned_ != nullptr) cudaFreeHost(pinned_), pinned_ = nullptr;
   for (auto& st : streams_)
     if (st != nullptr) cudaStreamDestroy(st), st = nullptr;
   if (error_word_host_ != nullptr) cudaFreeHost(error_word_host_), error_word_host_ = nullptr;
@@ -150,7 +154,9 @@ DeviceBuffer CudaComputeBackend::alloc_bytes(int64_t bytes) {
   memory_->peak_bytes = std::max(memory_->peak_bytes, memory_->live_bytes);
   auto counters = memory_;
   std::shared_ptr<void> storage(p, [counters, bytes](void* q) {
-    cudaFree(q);  // cannot throw from a deleter; a failure here means the context is already gone
+    // cudaFree waits for the device: not while failing (see destroy_resources). Cannot throw here;
+    // a failure means the context is already gone.
+    if (device_teardown_may_wait()) cudaFree(q);
     counters->live_bytes -= bytes;
   });
   return DeviceBuffer(storage, bytes);
@@ -190,10 +196,74 @@ void CudaComputeBackend::release(SharedScratch& scratch, Stream s) {
 }
 
 // ---- host <-> device ----
-// The host side is pageable float32. fp32 matrices copy directly. fp16/bf16 go through the shared
-// fp32 device staging buffer in pieces: copy host -> staging, then a conversion kernel into the
-// destination (download: the reverse). Reusing the staging buffer between pieces is safe because
-// both steps of a piece are ordered on the same stream before the next piece's copy.
+// Uploads go through the pinned ring (copy_to_device): the caller's host buffer may be freed as
+// soon as the call returns, and the device copy is truly asynchronous. fp32 matrices copy directly;
+// fp16/bf16 land in the shared fp32 device staging buffer piece by piece and a conversion kernel
+// writes the destination. Reusing the device staging buffer between pieces is safe because both
+// steps of a piece are ordered on the same stream before the next piece's copy. Downloads are into
+// pageable memory: their contents are only valid after synchronize() anyway.
+
+uint64_t CudaComputeBackend::fence_on(cudaStream_t st) {
+  cudaEvent_t e = nullptr;
+  if (!spare_fence_events_.empty()) {
+    e = spare_fence_events_.back();
+    spare_fence_events_.pop_back();
+  } else {
+    MOE_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  }
+  MOE_CUDA_CHECK(cudaEventRecord(e, st));
+  const uint64_t id = next_fence_++;
+  fences_[id] = e;
+  pinned_ring_->fence(id);
+  return id;
+}
+
+void CudaComputeBackend::wait_fence(uint64_t fence) {
+  const auto it = fences_.find(fence);
+  MOE_REQUIRE(it != fences_.end(), "pinned staging: unknown fence");
+  cudaError_t failure = cudaSuccess;
+  const WaitResult r = poll_until(Deadline::from_now(options_.sync_timeout_s), [&] {
+    const cudaError_t rc = cudaEventQuery(it->second);
+    if (rc == cudaSuccess) return PollState::done;
+    if (rc != cudaErrorNotReady) return failure = rc, PollState::failed;
+    for (auto& poll : polls_) poll.second();
+    return PollState::pending;
+  });
+  if (r == WaitResult::failed) throw_cuda_error(failure, "cudaEventQuery(pinned staging fence)", __FILE__, __LINE__);
+  if (r == WaitResult::expired)
+    watchdog::abort_job("[rank " + std::to_string(watchdog::world_rank()) + "] timeout (run.timeout_s) waiting for " +
+                            "a host-to-device copy in " + describe_activity(),
+                        1);
+  clear_not_ready();
+  spare_fence_events_.push_back(it->second);
+  fences_.erase(it);
+}
+
+void CudaComputeBackend::copy_to_device(void* dst, const void* host, int64_t bytes, cudaStream_t st,
+                                        const std::function<void(int64_t, int64_t)>& after_piece) {
+  // Completed fences free their regions (and events) without waiting.
+  pinned_ring_->retire([&](uint64_t f) {
+    const auto it = fences_.find(f);
+    if (it == fences_.end() || cudaEventQuery(it->second) != cudaSuccess) return false;
+    spare_fence_events_.push_back(it->second);
+    fences_.erase(it);
+    return true;
+  });
+  clear_not_ready();
+  // Pieces of at most half the ring, so one piece can be staged while the previous one copies.
+  const int64_t piece = std::max<int64_t>(pinned_ring_->capacity() / 2 / StagingRing::kAlign * StagingRing::kAlign,
+                                          StagingRing::kAlign);
+  for (int64_t off = 0; off < bytes; off += piece) {
+    const int64_t n = std::min(piece, bytes - off);
+    const int64_t at = pinned_ring_->take(n, [this](uint64_t f) { wait_fence(f); });
+    MOE_REQUIRE(at >= 0, "pinned staging: a piece exceeds the ring");
+    char* staged = static_cast<char*>(pinned_) + at;
+    std::memcpy(staged, static_cast<const char*>(host) + off, static_cast<size_t>(n));
+    MOE_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + off, staged, static_cast<size_t>(n), cudaMemcpyHostToDevice, st));
+    if (after_piece) after_piece(off, n);
+    fence_on(st);
+  }
+}
 
 void CudaComputeBackend::upload(const float* host, const Mat& dst, Stream s) {
   require_ok(cuda::check_mat(dst, dtype_, "upload destination"));
@@ -202,7 +272,7 @@ void CudaComputeBackend::upload(const float* host, const Mat& dst, Stream s) {
   MOE_REQUIRE(host != nullptr, "upload: null host pointer");
   cudaStream_t st = stream(s);
   if (dtype_ == DType::f32) {
-    MOE_CUDA_CHECK(cudaMemcpyAsync(dst.data, host, static_cast<size_t>(n) * 4, cudaMemcpyHostToDevice, st));
+    copy_to_device(dst.data, host, n * 4, st);
     return;
   }
   acquire(staging_, s);
@@ -210,9 +280,11 @@ void CudaComputeBackend::upload(const float* host, const Mat& dst, Stream s) {
   const int eb = dtype_bytes(dtype_);
   for (int64_t off = 0; off < n; off += piece) {
     const int64_t count = std::min(piece, n - off);
-    MOE_CUDA_CHECK(cudaMemcpyAsync(staging_.data, host + off, static_cast<size_t>(count) * 4, cudaMemcpyHostToDevice, st));
-    cuda::launch_convert_from_f32(static_cast<const float*>(staging_.data), static_cast<char*>(dst.data) + off * eb,
-                                  dtype_, count, st);
+    // The fp32 piece goes to the device staging buffer; each pinned sub-piece is converted there.
+    copy_to_device(staging_.data, host + off, count * 4, st, [&](int64_t byte_off, int64_t bytes) {
+      cuda::launch_convert_from_f32(static_cast<const float*>(staging_.data) + byte_off / 4,
+                                    static_cast<char*>(dst.data) + (off + byte_off / 4) * eb, dtype_, bytes / 4, st);
+    });
   }
   release(staging_, s);
 }
@@ -247,14 +319,50 @@ void CudaComputeBackend::upload_index(const int32_t* host, const IndexVec& dst, 
   MOE_REQUIRE(dst.size >= 0, "upload_index: negative size");
   if (dst.size == 0) return;
   MOE_REQUIRE(host != nullptr && dst.data != nullptr, "upload_index: null pointer");
-  MOE_CUDA_CHECK(cudaMemcpyAsync(dst.data, host, static_cast<size_t>(dst.size) * 4, cudaMemcpyHostToDevice, stream(s)));
+  copy_to_device(dst.data, host, dst.size * 4, stream(s));
 }
 
 void CudaComputeBackend::upload_weights(const float* host, const WeightVec& dst, Stream s) {
   MOE_REQUIRE(dst.size >= 0, "upload_weights: negative size");
   if (dst.size == 0) return;
   MOE_REQUIRE(host != nullptr && dst.data != nullptr, "upload_weights: null pointer");
-  MOE_CUDA_CHECK(cudaMemcpyAsync(dst.data, host, static_cast<size_t>(dst.size) * 4, cudaMemcpyHostToDevice, stream(s)));
+  copy_to_device(dst.data, host, dst.size * 4, stream(s));
+}
+
+void CudaComputeBackend::download_index(const IndexVec& src, int32_t* host, Stream s) {
+  MOE_REQUIRE(src.size >= 0 && (src.size == 0 || (host != nullptr && src.data != nullptr)), "download_index: bad operands");
+  if (src.size == 0) return;
+  wait_stream(s);  // the pageable copy would block the host; this wait polls NCCL errors instead
+  MOE_CUDA_CHECK(cudaMemcpyAsync(host, src.data, static_cast<size_t>(src.size) * 4, cudaMemcpyDeviceToHost, stream(s)));
+}
+
+void CudaComputeBackend::download_weights(const WeightVec& src, float* host, Stream s) {
+  MOE_REQUIRE(src.size >= 0 && (src.size == 0 || (host != nullptr && src.data != nullptr)), "download_weights: bad operands");
+  if (src.size == 0) return;
+  wait_stream(s);
+  MOE_CUDA_CHECK(cudaMemcpyAsync(host, src.data, static_cast<size_t>(src.size) * 4, cudaMemcpyDeviceToHost, stream(s)));
+}
+
+void CudaComputeBackend::gate_top_k(const Mat& logits, const std::vector<double>& multipliers, int top_k,
+                                    bool renormalize, const IndexVec& experts, const WeightVec& weights, Stream s) {
+  require_ok(cuda::check_mat(logits, dtype_, "gate logits"));
+  const int64_t E = logits.cols;
+  MOE_REQUIRE(E > 0 && top_k >= 1 && top_k <= E && int64_t(multipliers.size()) == E,
+              "gate_top_k: need 1 <= top_k <= experts and one multiplier per expert");
+  MOE_REQUIRE(experts.size >= logits.rows * top_k && weights.size >= logits.rows * top_k,
+              "gate_top_k: outputs smaller than rows x top_k");
+  if (logits.rows == 0) return;
+  if (gate_multipliers_.bytes() < E * 8) gate_multipliers_ = alloc_bytes(E * 8);
+  if (gate_probs_.bytes() < logits.elements() * 4) {
+    synchronize_all();  // no queued gate may still use the old scratch
+    gate_probs_ = DeviceBuffer{};
+    gate_probs_ = alloc_bytes(logits.elements() * 4);
+  }
+  cudaStream_t st = stream(s);
+  copy_to_device(gate_multipliers_.data(), multipliers.data(), E * 8, st);
+  cuda::launch_gate_top_k(logits.data, dtype_, logits.rows, static_cast<int>(E),
+                          static_cast<const double*>(gate_multipliers_.data()), top_k, renormalize,
+                          static_cast<float*>(gate_probs_.data()), experts.data, weights.data, st);
 }
 
 // ---- kernels ----
@@ -279,6 +387,57 @@ void CudaComputeBackend::gemm(const Mat& a, const Mat& b, const Mat& c, bool acc
                                 static_cast<int>(g.ldb), &beta, c.data, type, static_cast<int>(g.ldc),
                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   flops_ += 2 * m * n * k;
+}
+
+// Products of different shapes (one per local expert) in one cublasGemmGroupedBatchedEx call: one
+// group per product, each issued as the column-major transpose like gemm(). Operand pointers go to
+// the device through the pinned ring; the shape arrays stay on the host.
+void CudaComputeBackend::grouped_gemm(const std::vector<GemmProblem>& problems, bool accumulate, Stream s) {
+  std::vector<const GemmProblem*> live;
+  for (const GemmProblem& p : problems) {
+    require_ok(cuda::check_mat(p.a, dtype_, "grouped_gemm a"));
+    require_ok(cuda::check_mat(p.b, dtype_, "grouped_gemm b"));
+    require_ok(cuda::check_mat(p.c, dtype_, "grouped_gemm c"));
+    require_ok(cuda::check_gemm(p.a, p.b, p.c));
+    if (p.a.rows == 0 || p.b.cols == 0) continue;
+    if (p.a.cols == 0) {
+      if (!accumulate) zero(p.c, s);
+      continue;
+    }
+    live.push_back(&p);
+  }
+  if (live.size() == 1) return gemm(live[0]->a, live[0]->b, live[0]->c, accumulate, s);
+  const cudaDataType_t type = cuda::cuda_data_type(dtype_);
+  for (size_t first = 0; first < live.size(); first += size_t(cuda::kMaxGemmBatch)) {
+    const int count = static_cast<int>(std::min<size_t>(live.size() - first, size_t(cuda::kMaxGemmBatch)));
+    std::vector<cublasOperation_t> op(count, CUBLAS_OP_N);
+    std::vector<int> m(count), n(count), k(count), lda(count), ldb(count), ldc(count), group_size(count, 1);
+    std::vector<float> alpha(count, 1.0f), beta(count, accumulate ? 1.0f : 0.0f);
+    std::vector<const void*> pointers(3 * size_t(count));
+    for (int i = 0; i < count; ++i) {
+      const GemmProblem& p = *live[first + i];
+      const cuda::ColumnMajorGemm g = cuda::row_major_gemm(p.a.rows, p.b.cols, p.a.cols);
+      m[i] = static_cast<int>(g.m), n[i] = static_cast<int>(g.n), k[i] = static_cast<int>(g.k);
+      lda[i] = static_cast<int>(g.lda), ldb[i] = static_cast<int>(g.ldb), ldc[i] = static_cast<int>(g.ldc);
+      pointers[i] = p.b.data;              // cuBLAS's first operand: B (see row_major_gemm)
+      pointers[count + i] = p.a.data;
+      pointers[2 * size_t(count) + i] = p.c.data;
+      flops_ += 2 * p.a.rows * p.b.cols * p.a.cols;
+    }
+    DeviceBuffer& dev = grouped_pointers_[static_cast<int>(s)];
+    const int64_t bytes = int64_t(pointers.size() * sizeof(void*));
+    if (dev.bytes() < bytes) {
+      synchronize(s);  // no queued call on this stream may still read the old array
+      dev = DeviceBuffer{};
+      dev = alloc_bytes(bytes);
+    }
+    copy_to_device(dev.data(), pointers.data(), bytes, stream(s));
+    auto** dp = static_cast<const void**>(dev.data());
+    MOE_CUBLAS_CHECK(cublasGemmGroupedBatchedEx(blas(s), op.data(), op.data(), m.data(), n.data(), k.data(), alpha.data(),
+                                                dp, type, lda.data(), dp + count, type, ldb.data(), beta.data(),
+                                                const_cast<void* const*>(reinterpret_cast<const void* const*>(dp + 2 * count)),
+                                                type, ldc.data(), count, group_size.data(), CUBLAS_COMPUTE_32F));
+  }
 }
 
 void CudaComputeBackend::rms_norm(const Mat& x, const Mat& y, Stream s) {
@@ -335,7 +494,8 @@ void CudaComputeBackend::weighted_combine(const Mat& src, const IndexVec& slot, 
 }
 
 // Writes `src` (num_seq blocks of new_len rows) at positions past_len.. of each sequence's cache
-// block (max_len rows) with one strided copy. A source that already is that region is left alone.
+// block (max_len rows): one strided copy, or one per sequence when the stride exceeds the pitch
+// limit (kv_append_as_one_copy). A source that already is that region is left alone.
 void CudaComputeBackend::append_to_cache(const Mat& src, const Mat& cache, int num_seq, int past_len, int new_len,
                                          int max_len, cudaStream_t st) {
   const int64_t row_bytes = cache.cols * dtype_bytes(dtype_);
@@ -343,9 +503,16 @@ void CudaComputeBackend::append_to_cache(const Mat& src, const Mat& cache, int n
   if (src.data == dst && (num_seq == 1 || new_len == max_len)) return;
   MOE_REQUIRE(!cuda::ranges_overlap(src.data, src.bytes(), cache.data, cache.bytes()),
               "attention: new keys/values overlap the cache outside their destination rows");
-  MOE_CUDA_CHECK(cudaMemcpy2DAsync(dst, static_cast<size_t>(max_len * row_bytes), src.data,
-                                   static_cast<size_t>(new_len * row_bytes), static_cast<size_t>(new_len * row_bytes),
-                                   static_cast<size_t>(num_seq), cudaMemcpyDeviceToDevice, st));
+  const int64_t seq_bytes = int64_t(new_len) * row_bytes, cache_seq_bytes = int64_t(max_len) * row_bytes;
+  if (cuda::kv_append_as_one_copy(max_len, row_bytes)) {
+    MOE_CUDA_CHECK(cudaMemcpy2DAsync(dst, static_cast<size_t>(cache_seq_bytes), src.data, static_cast<size_t>(seq_bytes),
+                                     static_cast<size_t>(seq_bytes), static_cast<size_t>(num_seq),
+                                     cudaMemcpyDeviceToDevice, st));
+    return;
+  }
+  for (int q = 0; q < num_seq; ++q)
+    MOE_CUDA_CHECK(cudaMemcpyAsync(dst + q * cache_seq_bytes, static_cast<const char*>(src.data) + q * seq_bytes,
+                                   static_cast<size_t>(seq_bytes), cudaMemcpyDeviceToDevice, st));
 }
 
 void CudaComputeBackend::attention(const Mat& q, const Mat& k_new, const Mat& v_new, const Mat& k_cache,
@@ -415,7 +582,9 @@ double CudaComputeBackend::elapsed_ms(Event start, Event end) {
 }
 
 // Waits for stream `s`. With communicators registered (or a timeout), polls instead of blocking so
-// that an NCCL failure of a peer surfaces here as an exception rather than an endless wait.
+// that an NCCL failure of a peer ends the job (the polls call abort_job) rather than an endless
+// wait; polls back off (poll_pause) so a long wait does not occupy a core. A wait past
+// run.timeout_s ends the job the same way: every communicator aborted, then MPI_Abort.
 void CudaComputeBackend::wait_stream(Stream s) {
   BlockingWait wait(BlockingWait::DeviceStream{});  // bounded by run.timeout_s
   cudaStream_t st = stream(s);
@@ -423,20 +592,25 @@ void CudaComputeBackend::wait_stream(Stream s) {
     MOE_CUDA_CHECK(cudaStreamSynchronize(st));
     return;
   }
-  const auto start = std::chrono::steady_clock::now();
-  for (;;) {
+  cudaError_t failure = cudaSuccess;
+  const Deadline deadline = Deadline::from_now(options_.sync_timeout_s);
+  const WaitResult r = poll_until(deadline, [&] {
     const cudaError_t rc = cudaStreamQuery(st);
-    if (rc == cudaSuccess) break;
-    if (rc != cudaErrorNotReady) throw_cuda_error(rc, "cudaStreamQuery(stream)", __FILE__, __LINE__);
-    for (auto& poll : polls_) poll.second();
-    if (options_.sync_timeout_s > 0) {
-      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (waited > options_.sync_timeout_s)
-        throw Error("cuda backend: stream " + std::to_string(static_cast<int>(s)) + " did not finish within " +
-                    std::to_string(options_.sync_timeout_s) + " s (MOE_CUDA_SYNC_TIMEOUT_S); a peer may be stuck");
+    if (rc == cudaSuccess) return PollState::done;
+    if (rc != cudaErrorNotReady) {
+      failure = rc;
+      return PollState::failed;
     }
-    std::this_thread::yield();
-  }
+    for (auto& poll : polls_) poll.second();
+    return PollState::pending;
+  });
+  if (r == WaitResult::failed) throw_cuda_error(failure, "cudaStreamQuery(stream)", __FILE__, __LINE__);
+  if (r == WaitResult::expired)
+    watchdog::abort_job("[rank " + std::to_string(watchdog::world_rank()) + "] timeout after " +
+                            std::to_string(deadline.limit_s()) + " s (run.timeout_s) waiting for device stream " +
+                            std::to_string(static_cast<int>(s)) + " in " + describe_activity() +
+                            "; every communicator aborted (a peer may be stuck)",
+                        1);
   clear_not_ready();
 }
 

@@ -14,6 +14,7 @@
 
 #include "backend/backend.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "backend/staging_ring.hpp"
 
 namespace moe {
 
@@ -23,11 +24,12 @@ struct CudaBackendOptions {
   // fp32 device staging for host <-> device conversion; larger transfers go in pieces.
   int64_t staging_bytes = int64_t(64) << 20;
   int initial_events = 256;
-  // synchronize() gives up after this many seconds (0: wait forever; NCCL errors end it anyway).
+  // A stream wait longer than this ends the job (0: no limit; NCCL errors end it anyway).
   double sync_timeout_s = 0.0;
 };
 
-// Defaults overridden by MOE_CUDA_ATTENTION_WORKSPACE_MB, MOE_CUDA_STAGING_MB, MOE_CUDA_SYNC_TIMEOUT_S.
+// Defaults overridden by MOE_CUDA_ATTENTION_WORKSPACE_MB and MOE_CUDA_STAGING_MB; sync_timeout_s is
+// run.timeout_s (the watchdog's; MOE_CUDA_SYNC_TIMEOUT_S is refused, see wait_policy.hpp).
 CudaBackendOptions cuda_backend_options_from_env();
 
 class CudaComputeBackend final : public ComputeBackend {
@@ -53,8 +55,13 @@ class CudaComputeBackend final : public ComputeBackend {
   void download(const Mat& src, float* host, Stream s) override;
   void upload_index(const int32_t* host, const IndexVec& dst, Stream s) override;
   void upload_weights(const float* host, const WeightVec& dst, Stream s) override;
+  void download_index(const IndexVec& src, int32_t* host, Stream s) override;
+  void download_weights(const WeightVec& src, float* host, Stream s) override;
+  void gate_top_k(const Mat& logits, const std::vector<double>& multipliers, int top_k, bool renormalize,
+                  const IndexVec& experts, const WeightVec& weights, Stream s) override;
 
   void gemm(const Mat& a, const Mat& b, const Mat& c, bool accumulate, Stream s) override;
+  void grouped_gemm(const std::vector<GemmProblem>& problems, bool accumulate, Stream s) override;
   void rms_norm(const Mat& x, const Mat& y, Stream s) override;
   void silu(const Mat& x, Stream s) override;
   void add(const Mat& y, const Mat& x, Stream s) override;
@@ -112,6 +119,14 @@ class CudaComputeBackend final : public ComputeBackend {
   cudaEvent_t event(Event e, const char* what) const;
   void append_to_cache(const Mat& src, const Mat& cache, int num_seq, int past_len, int new_len, int max_len,
                        cudaStream_t st);
+  // Host -> device copy of `bytes` through the pinned ring: the host data is copied into pinned
+  // memory at once (the caller's buffer may go away on return) and the device copy is queued on
+  // `st`, fenced so that the region is reused only after it has completed. `after_piece(offset,
+  // count)` runs after each piece's copy is queued (the staging conversion kernel).
+  void copy_to_device(void* dst, const void* host, int64_t bytes, cudaStream_t st,
+                      const std::function<void(int64_t, int64_t)>& after_piece = {});
+  void wait_fence(uint64_t fence);
+  uint64_t fence_on(cudaStream_t st);
 
   DType dtype_;
   int device_ = 0;
@@ -125,6 +140,16 @@ class CudaComputeBackend final : public ComputeBackend {
   int next_event_ = 0;
   SharedScratch staging_;    // fp32 elements for dtype conversion on upload / download
   SharedScratch attention_;  // attention score blocks and pointer arrays
+  // Pinned host staging for uploads (staging_bytes of it) and the events that fence its regions.
+  void* pinned_ = nullptr;
+  std::unique_ptr<StagingRing> pinned_ring_;
+  std::map<uint64_t, cudaEvent_t> fences_;
+  std::vector<cudaEvent_t> spare_fence_events_;
+  uint64_t next_fence_ = 1;
+  // Device gate: the multipliers (E doubles) and fp32 probabilities scratch, grown on demand.
+  DeviceBuffer gate_multipliers_, gate_probs_;
+  // grouped_gemm's device pointer arrays, one per stream (a stream's calls are ordered on it).
+  std::array<DeviceBuffer, kNumStreams> grouped_pointers_;
   // Mapped pinned host memory that kernels write on a bad index; read after each synchronize.
   cuda::DeviceErrorWord* error_word_host_ = nullptr;
   cuda::DeviceErrorWord* error_word_device_ = nullptr;

@@ -7,10 +7,22 @@
 #include "backend/cuda/device_common.cuh"
 #include "backend/cuda/kernels.hpp"
 #include "core/error.hpp"
+#include "core/gate_rule.hpp"
 
 namespace moe {
 namespace cuda {
 namespace {
+
+template <class T>
+__global__ void gate_kernel(const T* logits, int64_t rows, int num_experts, const double* multipliers, int top_k,
+                            bool renormalize, float* probs, int32_t* experts, float* weights) {
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < rows; t += int64_t(gridDim.x) * blockDim.x) {
+    float* row = probs + t * num_experts;
+    for (int e = 0; e < num_experts; ++e) row[e] = to_float(logits[t * num_experts + e]);
+    // In place: the softmax reads each logit before it writes that probability.
+    gate_token(row, multipliers, num_experts, top_k, renormalize, row, experts + t * top_k, weights + t * top_k);
+  }
+}
 
 template <class T>
 __global__ void convert_from_f32_kernel(const float* in, T* out, int64_t n) {
@@ -192,6 +204,21 @@ void launch_weighted_combine(const void* src, int64_t src_rows, const int32_t* s
     using T = decltype(tag);
     weighted_combine_kernel<T><<<static_cast<unsigned>(dst_rows), threads, 0, s>>>(
         static_cast<const T*>(src), src_rows, slot, weight, k, static_cast<T*>(dst), cols, accumulate, error);
+  });
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void launch_gate_top_k(const void* logits, DType dtype, int64_t rows, int num_experts, const double* multipliers,
+                       int top_k, bool renormalize, float* probs, int32_t* experts, float* weights, cudaStream_t s) {
+  MOE_REQUIRE(rows >= 0 && num_experts > 0 && top_k >= 1 && top_k <= num_experts, "gate_top_k: bad shape");
+  if (rows == 0) return;
+  MOE_REQUIRE(logits != nullptr && multipliers != nullptr && probs != nullptr && experts != nullptr && weights != nullptr,
+              "gate_top_k: null pointer");
+  const unsigned blocks = static_cast<unsigned>(std::min(ceil_div(rows, kElementwiseThreads), kMaxElementwiseBlocks));
+  dispatch_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    gate_kernel<T><<<blocks, kElementwiseThreads, 0, s>>>(static_cast<const T*>(logits), rows, num_experts, multipliers,
+                                                          top_k, renormalize, probs, experts, weights);
   });
   MOE_CUDA_CHECK_LAUNCH();
 }

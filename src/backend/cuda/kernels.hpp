@@ -33,6 +33,12 @@ void launch_weighted_combine(const void* src, int64_t src_rows, const int32_t* s
                              void* dst, int64_t dst_rows, int64_t cols, bool accumulate, DType dtype,
                              DeviceErrorWord* error, cudaStream_t s);
 
+// The gate's per-token rule (core/gate_rule.hpp), one thread per token: logits [rows x E] of
+// `dtype` are converted into `probs` (fp32 scratch [rows x E]), then softmax, top-k by probability *
+// multipliers (device array of E doubles) and the combine weights.
+void launch_gate_top_k(const void* logits, DType dtype, int64_t rows, int num_experts, const double* multipliers,
+                       int top_k, bool renormalize, float* probs, int32_t* experts, float* weights, cudaStream_t s);
+
 // Causal attention of the new rows (the caches already hold positions 0 .. ctx-1), through batched
 // cuBLAS products over (sequence, head) pairs and an fp32 softmax kernel, chunked to fit
 // `workspace` (see plan_attention_chunks). All work is ordered on `s`; `handle` must be bound to `s`.

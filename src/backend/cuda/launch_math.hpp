@@ -8,11 +8,7 @@
 
 #include "backend/backend.hpp"
 
-#if defined(__CUDACC__)
-#define MOE_HD __host__ __device__
-#else
-#define MOE_HD
-#endif
+#include "core/host_device.hpp"
 
 namespace moe {
 namespace cuda {
@@ -25,6 +21,18 @@ constexpr int64_t kMaxGridX = 2147483647;       // CUDA limit on gridDim.x
 constexpr int64_t kMaxElementwiseBlocks = 65536;  // grid-stride loops cover the rest
 constexpr int64_t kMaxCublasDim = 2147483647;   // cuBLAS takes int dimensions and leading dims
 constexpr int64_t kWorkspaceAlign = 256;
+// Batched GEMM calls carry at most this many products: cuBLAS spreads a batch over grid dimension
+// y/z, limited to 65535 blocks, and larger batches are not documented to work on every version.
+constexpr int64_t kMaxGemmBatch = 65535;
+// cudaMemcpy2D's pitch limit (cudaDevAttrMaxPitch is 2^31 - 1 on current GPUs).
+constexpr int64_t kMaxCopyPitch = 2147483647;
+
+// How the KV append copies the new rows into the cache: one 2D copy (one row of the copy per
+// sequence, pitch max_len rows) when the pitch fits, else one copy per sequence (at hidden 8192 in
+// fp16 the 2D copy stops fitting above about 131k positions per sequence).
+MOE_HD inline bool kv_append_as_one_copy(int64_t max_len, int64_t row_bytes) {
+  return max_len * row_bytes <= kMaxCopyPitch;
+}
 
 MOE_HD inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 MOE_HD inline int64_t align_up(int64_t x, int64_t a) { return ceil_div(x, a) * a; }
@@ -168,8 +176,9 @@ inline AttentionChunks plan_attention_chunks(int64_t num_pairs, int64_t new_len,
   if (fits(1, new_len)) {
     const int64_t per_pair = new_len * per_row + kAttentionPointerArrays * static_cast<int64_t>(sizeof(void*));
     int64_t p = std::min(num_pairs, std::max<int64_t>(usable / per_pair, 1));
-    // One softmax block per score row: keep the grid within gridDim.x and batch counts within int.
+    // One softmax block per score row: keep the grid within gridDim.x, and batches within cuBLAS's.
     p = std::min(p, std::max<int64_t>(kMaxGridX / new_len, 1));
+    p = std::min(p, kMaxGemmBatch);
     while (p > 1 && !fits(p, new_len)) --p;
     c.pairs_per_chunk = p;
     c.rows_per_chunk = new_len;
