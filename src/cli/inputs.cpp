@@ -68,8 +68,16 @@ std::map<std::string, Placement> load_plans(const MpiSession& mpi, const Config&
                                                : "no ep strategy named '" + name + "' in the config");
     const nlohmann::json plan_json = parse_json_text(read_text_everywhere(mpi, path, "--plan", "plan file"), "--plan", path);
     const Placement p = placement_from_json(plan_json, path);
-    const int ranks = config.cluster.nodes * config.cluster.gpus_per_node;
-    check_plan_shape(p, config.model.layers, config.model.experts, ranks, path);
+    // A plan places whole experts on a strategy's units: its ranks, or its expert-TP groups.
+    const int plan_etp = plan_json.value("expert_tp", 1);
+    for (const StrategyConfig* s : targets) {
+      if (s->expert_tp != plan_etp)
+        throw ConfigError("--plan", "plan '" + path + "' is for expert_tp = " + std::to_string(plan_etp) + ", strategy '" +
+                                        s->name + "' has expert_tp = " + std::to_string(s->expert_tp) +
+                                        " (make it with `place --strategy " + s->name + "`)");
+      check_plan_shape(p, config.model.layers, config.model.experts, s->ep, path,
+                       s->expert_tp > 1 ? "expert-TP groups of " + std::to_string(s->expert_tp) + " ranks" : "ranks");
+    }
     // The routing the plan was made for: a distribution, or "results FILE[#strategy]" (place --load-profile).
     const std::string made_for = plan_json.value("load_profile", "");
     std::optional<std::pair<LoadProfile, std::string>> made_for_load;

@@ -21,6 +21,7 @@
 #include "placement/placers.hpp"
 #include "placement/plan_json.hpp"
 #include "placement/plan_metrics.hpp"
+#include "placement/strategy_plan.hpp"
 
 namespace moe {
 namespace {
@@ -121,14 +122,8 @@ struct Totals {
 // The placer of --algorithm, else of the ep strategy, else topology_aware.
 std::unique_ptr<Placer> chosen_placer(const PlaceArgs& a, const Config& config, const StrategyConfig* ep,
                                       const std::string& algorithm) {
-  if (algorithm == "topology_aware") {
-    TopologyAwareOptions o;
-    // The search targets the config's NICs, not the one-per-GPU default.
-    o.nics_per_node = config.cluster.inter_node.nics_per_node;
-    return make_topology_aware_placer(o);
-  }
   try {
-    return make_placer(algorithm);
+    return strategy_placer(config, algorithm);
   } catch (const ConfigError& e) {
     throw ConfigError(a.algorithm.empty() ? "strategies[" + std::to_string(ep - config.strategies.data()) + "].placement"
                                           : "--algorithm",
@@ -221,6 +216,10 @@ void print_header(std::ostream& out, const PlaceArgs& a, const Config& config, c
       << "algorithm: " << algorithm
       << (a.algorithm.empty() ? (ep ? " (placement of strategy '" + ep->name + "')" : std::string(" (no ep strategy: default)"))
                               : std::string(" (--algorithm)"))
+      << (ep && ep->expert_tp > 1 ? "\nexpert_tp " + std::to_string(ep->expert_tp) + ": whole experts on " +
+                                         std::to_string(topo.num_ranks() / ep->expert_tp) + " expert-TP groups of " +
+                                         std::to_string(ep->expert_tp) + " ranks; every row goes to each member's shard"
+                                   : std::string())
       << "\nsearch: " << algorithm << " " << fmt(search_ms, 2) << " ms, round_robin " << fmt(rr_ms, 2) << " ms\n\n";
   out << "    " << std::left << std::setw(15) << "algorithm" << std::right << std::setw(8) << "balance" << std::setw(14)
       << "intra-node" << std::setw(14) << "inter-node" << std::setw(13) << "busiest NIC" << " " << std::left
@@ -241,6 +240,38 @@ nlohmann::ordered_json layer_report(std::ostream& out, const PlanMetrics& pm, co
   return layer_metrics;
 }
 
+// The plan and round_robin over the placement units of the chosen strategy (ranks, or expert-TP
+// groups), and the placements over ranks their metrics are computed on.
+struct Plans {
+  Topology units{1, 1};      // what the placer sees
+  LoadProfile unit_profile;  // tokens per (unit, expert)
+  Placement plan, rr;        // over the units: what the plan file holds
+  Placement plan_ranks, rr_ranks;
+  LoadProfile rank_profile;  // tokens per (rank, expert or shard)
+  double search_ms = 0, rr_ms = 0;
+};
+
+Plans make_plans(const Config& config, const StrategyConfig* ep, const Placer& placer, const Topology& topo,
+                 const LoadProfile& profile) {
+  const ModelConfig& m = config.model;
+  const int etp = ep ? ep->expert_tp : 1;
+  Plans p;
+  p.units = ep ? placement_unit_topology(config, *ep) : topo;
+  p.unit_profile = group_load_profile(profile, etp);
+  using clock = std::chrono::steady_clock;
+  auto t0 = clock::now();
+  p.plan = placer.place(m.layers, m.experts, p.units, p.unit_profile);
+  p.search_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+  check_placement(p.plan, p.units.num_ranks());
+  t0 = clock::now();
+  p.rr = make_placer("round_robin")->place(m.layers, m.experts, p.units, p.unit_profile);
+  p.rr_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+  p.plan_ranks = shard_placement(p.plan, etp);
+  p.rr_ranks = shard_placement(p.rr, etp);
+  p.rank_profile = shard_load_profile(profile, etp);
+  return p;
+}
+
 int run_place(const PlaceArgs& a, const MpiSession& mpi) {
   if (mpi.rank() != 0) return 0;  // one process does the work; extra ranks have nothing to do
   Config config = load_config_file(a.config_path);
@@ -250,38 +281,34 @@ int run_place(const PlaceArgs& a, const MpiSession& mpi) {
   const int G = topo.num_ranks();
   const int nics = config.cluster.inter_node.nics_per_node;
   const StrategyConfig* ep = chosen_ep(config, a.strategy);
+  const int etp = ep ? ep->expert_tp : 1;
   const std::string algorithm = !a.algorithm.empty() ? a.algorithm : ep ? ep->placement : "topology_aware";
   const std::unique_ptr<Placer> placer = chosen_placer(a, config, ep, algorithm);
   const ExpectedRouting routing = expected_routing(a, config, ep, topo);
   const std::string plan_path = a.out_path.empty() ? config.name + "-plan.json" : a.out_path;
   if (!a.no_write) check_writable(plan_path);
-
-  using clock = std::chrono::steady_clock;
-  auto t0 = clock::now();
-  const Placement plan = placer->place(m.layers, m.experts, topo, routing.profile);
-  const double search_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
-  check_placement(plan, G);
-  t0 = clock::now();
-  const Placement rr = make_placer("round_robin")->place(m.layers, m.experts, topo, routing.profile);
-  const double rr_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+  const Plans p = make_plans(config, ep, *placer, topo, routing.profile);
 
   const double row_bytes = double(m.hidden) * dtype_bytes(parse_dtype(m.dtype));
   std::ostream& out = std::cout;
-  print_header(out, a, config, topo, ep, algorithm, routing.name, row_bytes, search_ms, rr_ms);
+  print_header(out, a, config, topo, ep, algorithm, routing.name, row_bytes, p.search_ms, p.rr_ms);
   const bool details = a.details || G <= 64;
   Totals tot_plan, tot_rr;
-  std::vector<std::vector<double>> uniform;
-  nlohmann::ordered_json plan_json = placement_to_json(plan, G, routing.name);
+  std::vector<std::vector<double>> uniform, uniform_units;
+  nlohmann::ordered_json plan_json = placement_to_json(p.plan, p.units.num_ranks(), routing.name, etp);
   for (int l = 0; l < m.layers; ++l) {
-    const auto& tokens = profile_layer(routing.profile, l, G, m.experts, uniform);
-    const PlanMetrics pm = compute_plan_metrics(plan.layers[l], topo, nics, row_bytes, tokens);
-    const PlanMetrics rm = compute_plan_metrics(rr.layers[l], topo, nics, row_bytes, tokens);
+    const auto& tokens = profile_layer(p.rank_profile, l, G, m.experts * etp, uniform);
+    const PlanMetrics pm = compute_plan_metrics(p.plan_ranks.layers[l], topo, nics, row_bytes, tokens);
+    const PlanMetrics rm = compute_plan_metrics(p.rr_ranks.layers[l], topo, nics, row_bytes, tokens);
     tot_plan.add(pm);
     tot_rr.add(rm);
     out << "layer " << l << "\n";
-    plan_json["layers"][l]["metrics"] = layer_report(out, pm, rm, tokens, topo, nics, m.experts, algorithm);
+    // The balancedness bounds hold for whole experts on the units (a group's ranks carry equal loads).
+    const auto& unit_tokens = profile_layer(p.unit_profile, l, p.units.num_ranks(), m.experts, uniform_units);
+    plan_json["layers"][l]["metrics"] = layer_report(out, pm, rm, unit_tokens, p.units, nics, m.experts, algorithm);
     if (details) {
-      out << "    experts -> ranks: " << describe_replicas(plan.layers[l]) << "\n    tokens per GPU:";
+      out << (etp > 1 ? "    experts -> expert-TP groups: " : "    experts -> ranks: ") << describe_replicas(p.plan.layers[l])
+          << "\n    tokens per GPU:";
       for (double t : pm.tokens_per_gpu) out << " " << fmt(t, 0);
       out << "\n";
     }
@@ -289,7 +316,7 @@ int run_place(const PlaceArgs& a, const MpiSession& mpi) {
   out << "\n";
   print_totals(out, "all layers: " + algorithm, tot_plan);
   if (algorithm != "round_robin") print_totals(out, "            round_robin", tot_rr);
-  out << "search time: " << fmt(search_ms, 2) << " ms (" << algorithm << ", " << m.layers << " layers)\n";
+  out << "search time: " << fmt(p.search_ms, 2) << " ms (" << algorithm << ", " << m.layers << " layers)\n";
 
   plan_json["metrics"] = {{"routing", routing.name},
                           {"bytes_per_row", row_bytes},

@@ -54,11 +54,12 @@ const json& need(const json& j, const std::string& key, const std::string& path,
 
 }  // namespace
 
-nlohmann::ordered_json placement_to_json(const Placement& p, int num_ranks, const std::string& load_profile) {
+nlohmann::ordered_json placement_to_json(const Placement& p, int num_ranks, const std::string& load_profile, int expert_tp) {
   nlohmann::ordered_json o;
   o["schema_version"] = 1;
   o["algorithm"] = p.algorithm;
   o["num_ranks"] = num_ranks;
+  if (expert_tp > 1) o["expert_tp"] = expert_tp;
   if (!load_profile.empty()) o["load_profile"] = load_profile;
   nlohmann::ordered_json layers = nlohmann::ordered_json::array();
   for (const LayerPlacement& lp : p.layers) layers.push_back({{"replicas", lp.replicas}, {"slots", lp.slots}});
@@ -69,7 +70,7 @@ nlohmann::ordered_json placement_to_json(const Placement& p, int num_ranks, cons
 Placement placement_from_json(const json& j, const std::string& source) {
   if (!j.is_object()) throw ConfigError("", "a plan must be a JSON object" + in(source));
   // "metrics" (written by place, per layer and in total) is for scripts comparing plans; not read.
-  only_keys(j, "", {"schema_version", "algorithm", "num_ranks", "load_profile", "layers", "metrics"}, source);
+  only_keys(j, "", {"schema_version", "algorithm", "num_ranks", "expert_tp", "load_profile", "layers", "metrics"}, source);
   const json& version = need(j, "schema_version", "", source);
   if (!version.is_number_integer() || version.get<int64_t>() != 1)
     throw ConfigError("schema_version", "must be 1, got " + version.dump() + in(source));
@@ -78,6 +79,7 @@ Placement placement_from_json(const json& j, const std::string& source) {
   if (j.contains("load_profile") && !j["load_profile"].is_string())
     throw ConfigError("load_profile", "must be a string, got " + j["load_profile"].dump() + in(source));
   const int G = read_int(need(j, "num_ranks", "", source), "num_ranks", source, 1, 1 << 24);
+  if (j.contains("expert_tp")) read_int(j["expert_tp"], "expert_tp", source, 1, 1 << 24);
   const json& layers = need(j, "layers", "", source);
   if (!layers.is_array() || layers.empty())
     throw ConfigError("layers", "must be a non-empty array of layers" + in(source));
@@ -135,13 +137,14 @@ Placement placement_from_json(const json& j, const std::string& source) {
   return p;
 }
 
-void check_plan_shape(const Placement& p, int num_layers, int num_experts, int num_ranks, const std::string& source) {
+void check_plan_shape(const Placement& p, int num_layers, int num_experts, int num_ranks, const std::string& source,
+                      const std::string& units) {
   if (static_cast<int>(p.layers.size()) != num_layers)
     throw ConfigError("layers", "plan has " + std::to_string(p.layers.size()) + " layers, model.layers is " +
                                     std::to_string(num_layers) + in(source));
   if (p.layers.front().num_ranks != num_ranks)
-    throw ConfigError("num_ranks", "plan is for " + std::to_string(p.layers.front().num_ranks) + " ranks, the run has " +
-                                       std::to_string(num_ranks) + in(source));
+    throw ConfigError("num_ranks", "plan is for " + std::to_string(p.layers.front().num_ranks) + " " + units +
+                                       ", the run has " + std::to_string(num_ranks) + in(source));
   if (p.layers.front().num_experts != num_experts)
     throw ConfigError("layers[0].replicas", "plan has " + std::to_string(p.layers.front().num_experts) +
                                                 " experts, model.experts is " + std::to_string(num_experts) + in(source));

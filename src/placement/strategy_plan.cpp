@@ -32,6 +32,32 @@ Topology expert_group_topology(const ClusterConfig& cluster, int expert_tp) {
   return Topology(cluster.nodes, cluster.gpus_per_node / expert_tp);
 }
 
+LoadProfile group_load_profile(const LoadProfile& ranks, int expert_tp) {
+  if (expert_tp == 1 || ranks.tokens.empty()) return ranks;
+  LoadProfile out;
+  for (const auto& layer : ranks.tokens) {
+    MOE_REQUIRE(layer.size() % size_t(expert_tp) == 0, "group_load_profile: ranks must divide into expert-TP groups");
+    std::vector<std::vector<double>> groups(layer.size() / expert_tp, std::vector<double>(layer.empty() ? 0 : layer[0].size(), 0));
+    for (size_t r = 0; r < layer.size(); ++r)
+      for (size_t e = 0; e < layer[r].size(); ++e) groups[r / expert_tp][e] += layer[r][e];
+    out.tokens.push_back(std::move(groups));
+  }
+  return out;
+}
+
+LoadProfile shard_load_profile(const LoadProfile& ranks, int expert_tp) {
+  if (expert_tp == 1 || ranks.tokens.empty()) return ranks;
+  LoadProfile out = ranks;
+  for (auto& layer : out.tokens)
+    for (auto& row : layer) {
+      std::vector<double> shards;
+      shards.reserve(row.size() * expert_tp);
+      for (double t : row) shards.insert(shards.end(), expert_tp, t);
+      row = std::move(shards);
+    }
+  return out;
+}
+
 Placement shard_placement(const Placement& groups, int expert_tp) {
   if (expert_tp == 1) return groups;
   Placement out;
@@ -53,23 +79,24 @@ Placement shard_placement(const Placement& groups, int expert_tp) {
   return out;
 }
 
+Topology placement_unit_topology(const Config& c, const StrategyConfig& s) {
+  return s.expert_tp > 1 ? expert_group_topology(c.cluster, s.expert_tp) : Topology::from_config(c.cluster);
+}
+
+std::unique_ptr<Placer> strategy_placer(const Config& c, const std::string& algorithm) {
+  if (algorithm != "topology_aware") return make_placer(algorithm);
+  TopologyAwareOptions o;
+  o.nics_per_node = c.cluster.inter_node.nics_per_node;
+  return make_topology_aware_placer(o);
+}
+
+Placement unit_plan_for_strategy(const Config& c, const StrategyConfig& s, const Topology& topo) {
+  const LoadProfile units = group_load_profile(placement_load_profile(c, s, topo), s.expert_tp);
+  return strategy_placer(c, s.placement)->place(c.model.layers, c.model.experts, placement_unit_topology(c, s), units);
+}
+
 Placement plan_for_strategy(const Config& c, const StrategyConfig& s, const Topology& topo) {
-  if (s.expert_tp > 1) {
-    StrategyConfig groups = s;
-    groups.expert_tp = 1;
-    Config gc = c;
-    gc.cluster.gpus_per_node /= s.expert_tp;
-    return shard_placement(plan_for_strategy(gc, groups, expert_group_topology(c.cluster, s.expert_tp)), s.expert_tp);
-  }
-  std::unique_ptr<Placer> placer;
-  if (s.placement == "topology_aware") {
-    TopologyAwareOptions o;
-    o.nics_per_node = c.cluster.inter_node.nics_per_node;
-    placer = make_topology_aware_placer(o);
-  } else {
-    placer = make_placer(s.placement);
-  }
-  return placer->place(c.model.layers, c.model.experts, topo, placement_load_profile(c, s, topo));
+  return shard_placement(unit_plan_for_strategy(c, s, topo), s.expert_tp);
 }
 
 }  // namespace moe

@@ -33,7 +33,8 @@ nlohmann::ordered_json efficiency_json(const Config& config, const StrategyConfi
   options.elem_bytes = elem_bytes;
   const bool ep = kind_of(spec) == StrategyKind::ep;
   const bool counted = ep && !kept_by_source.empty();
-  // An empty placement (expert_tp > 1 reports none): the cost model plans as the strategy does.
+  // The placement over ranks the strategy ran with (expert shards with expert_tp > 1); empty: the
+  // cost model plans as the strategy does.
   if (ep && !placement.layers.empty()) options.placement = std::make_shared<const Placement>(placement);
   if (counted) {
     // Per local token of each source: the iteration's kept assignments over its local tokens (every

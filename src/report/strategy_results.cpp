@@ -96,7 +96,7 @@ ojson strategy_results(const Config& config, const RoutingSource& routing, const
   r["load"] = load_json(m.routing, m.spec.load_balancing);
   r["routing"] = routing_json(routing, m.routing, m.choices_match_reference);
   r["memory"] = memory_json(m, est);
-  r["efficiency"] = efficiency_json(config, m.spec, topo, m.world_size, m.dtype_bytes, m.placement ? *m.placement : Placement{},
+  r["efficiency"] = efficiency_json(config, m.spec, topo, m.world_size, m.dtype_bytes, m.rank_placement ? *m.rank_placement : Placement{},
                                     prefill_s.mean / 1e3, tpot.mean / 1e3, flops_per_iter,
                                     kept_assignments(m.routing.chosen_by_source, m.routing.dropped_by_source));
   r["verification"] = verification_json(m.verification);

@@ -67,9 +67,11 @@ struct StrategyMeasurement {
   OverlapStats prefill_overlap, decode_overlap;
   int64_t flops = 0;                     // the backend's counter, summed over ranks and measured iterations
   std::vector<std::vector<int64_t>> traffic_bytes;   // [src][dst] over the measured iterations
-  // ep: the placement it ran with and the expected routing that placement was made for (its name:
-  // "" = uniform). Empty for tp_pp.
+  // ep with expert_tp = 1: the placement it ran with and the expected routing that placement was made
+  // for (its name: "" = uniform), for the traffic prediction. Empty otherwise.
   std::optional<Placement> placement;
+  // ep: the placement over ranks it ran with (expert shards with expert_tp > 1), for the cost model.
+  std::optional<Placement> rank_placement;
   LoadProfile planned;
   std::string planned_spec;
   CheckedRouting routing;                // the checked pass

@@ -242,6 +242,7 @@ void describe(RunState& st, const StrategyConfig& spec, const Strategy& strategy
   m.cuda_runtime = st.compute.name() == "cuda";
   m.prefill_ms = times.prefill_ms;
   m.decode_ms = times.decode_ms;
+  if (const Placement* ranks = strategy.rank_placement()) m.rank_placement = *ranks;
   if (const Placement* placement = strategy.placement()) {  // ep: the prediction's plan and its routing
     m.placement = *placement;
     m.planned = placement_load_profile(config, spec, st.topo);

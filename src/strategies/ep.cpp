@@ -65,13 +65,13 @@ class EpStrategy : public Strategy {
       : ctx_(ctx), m_(ctx.config.model), w_(ctx.config.workload), compute_(ctx.compute), comm_(ctx.world) {
     const StrategyConfig& s = ctx.spec;
     MOE_REQUIRE(int64_t(s.ep) * s.expert_tp == comm_.size(), "ep * expert_tp must equal the world size");
-    MOE_REQUIRE(!ctx.plan || s.expert_tp == 1, "a plan file places whole experts; expert_tp > 1 takes no plan file");
     ranks_ = comm_.size();
     expert_tp_ = s.expert_tp;
     rank_ = comm_.rank();
     local_seqs_ = w_.batch_sequences / ranks_;
     max_len_ = w_.prompt_tokens + w_.decode_steps;
-    placement_ = ctx.plan ? *ctx.plan : plan_for_strategy(ctx.config, s, ctx.topology);
+    // A plan file places whole experts on the strategy's units (ranks or expert-TP groups).
+    placement_ = ctx.plan ? shard_placement(*ctx.plan, s.expert_tp) : plan_for_strategy(ctx.config, s, ctx.topology);
     check_placement(placement_, ranks_);
     prefill_schedule_ = ep_step_schedule(ctx.config, s, w_.prompt_tokens);
     decode_schedule_ = ep_step_schedule(ctx.config, s, 1);
@@ -127,6 +127,7 @@ class EpStrategy : public Strategy {
   std::string kind() const override { return strategy_kind_name(StrategyKind::ep); }
   // Whole experts per rank; expert shards (expert_tp > 1) have no whole-expert placement to report.
   const Placement* placement() const override { return expert_tp_ == 1 ? &placement_ : nullptr; }
+  const Placement* rank_placement() const override { return &placement_; }
   nlohmann::ordered_json layout() const override { return strategy_layout(ctx_.config, ctx_.spec, &placement_); }
 
   void reset() override {

@@ -23,7 +23,8 @@ struct StrategyContext {
   Comm& world;
   Topology topology;
   const RoutingSource& routing;
-  const Placement* plan = nullptr;   // ep: placement from a plan file; null = computed from the config
+  const Placement* plan = nullptr;   // ep: a plan file's placement over the strategy's units (ranks or
+                                     // expert-TP groups); null = computed from the config
 };
 
 // Global routing counts of one step for the layers this rank reports (see Strategy::step_load).
@@ -60,6 +61,8 @@ class Strategy {
   const StepLoad& step_load() const { return step_load_; }
   // The placement of whole experts the strategy runs with (ep with expert_tp = 1), else null.
   virtual const Placement* placement() const { return nullptr; }
+  // The placement over ranks it runs with (ep: experts, or expert shards with expert_tp > 1), else null.
+  virtual const Placement* rank_placement() const { return placement(); }
   // Record every token's choice in step_load().choices (the checked pass; costs host memory).
   void set_record_choices(bool on) { record_choices_ = on; }
 

@@ -77,4 +77,46 @@ assert abs(ep["traffic"]["predicted_from_plan"]["inter_node_bytes"] - plan["metr
     <= 1e-6 * max(1, plan["metrics"]["all_layers"]["inter_node_bytes"]), (ep["traffic"]["predicted_from_plan"], plan["metrics"])
 assert "plan_file" not in r["strategies"][0]["layout"]
 PY
+# ep with expert_tp > 1: place plans whole experts on the expert-TP groups (num_ranks counts groups,
+# the file says expert_tp), its metrics are over ranks (every row to each member's shard), and run
+# --plan applies it to the strategy's shards; a plan for another expert_tp is refused by name.
+python3 - "$src/configs/cpu-4rank.json" "$tmp/hyb4.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["workload"]["routing"] = "zipf:1.2"
+c["strategies"] = [{"name": "hybrid", "kind": "ep", "ep": 2, "expert_tp": 2, "placement": "round_robin"},
+                   {"name": "flat", "kind": "ep", "ep": 4, "placement": "round_robin"}]
+json.dump(c, open(sys.argv[2], "w"))
+PY
+"$bin" place --config "$tmp/hyb4.json" --strategy hybrid --algorithm balanced --out "$tmp/hyb4-plan.json" > "$tmp/out" 2>&1 \
+  || { cat "$tmp/out"; fail "place --strategy hybrid"; }
+grep -q "^expert_tp 2: whole experts on 2 expert-TP groups of 2 ranks" "$tmp/out" || { cat "$tmp/out"; fail "place: no expert-TP line"; }
+grep -q "experts -> expert-TP groups: " "$tmp/out" || { cat "$tmp/out"; fail "place: no group map"; }
+python3 - "$tmp/hyb4-plan.json" <<'PY' || fail "hybrid plan file"
+import json, sys
+p = json.load(open(sys.argv[1]))
+assert p["num_ranks"] == 2 and p["expert_tp"] == 2, (p["num_ranks"], p.get("expert_tp"))
+for l in p["layers"]:
+    assert sorted(e for slot in l["slots"] for e in slot) == list(range(len(l["replicas"]))), l
+    t = l["metrics"]["tokens_per_gpu"]
+    assert len(t) == 4 and t[0] == t[1] and t[2] == t[3], t   # a group's ranks carry equal loads
+PY
+timeout 300 "${MPIEXEC:-mpirun}" -np 4 --oversubscribe --bind-to none "$bin" run --config "$tmp/hyb4.json" \
+  --plan "hybrid=$tmp/hyb4-plan.json" --iterations 1 --quiet --out "$tmp/hyb4.out.json" > "$tmp/out" 2>&1 \
+  || { cat "$tmp/out"; fail "run --plan on expert_tp 2"; }
+[ "$(grep -c PASS "$tmp/out")" -eq 2 ] || { cat "$tmp/out"; fail "run --plan on expert_tp 2 did not verify"; }
+python3 - "$tmp/hyb4.out.json" "$tmp/hyb4-plan.json" <<'PY' || fail "results of run --plan on expert_tp 2"
+import json, sys
+r = json.load(open(sys.argv[1])); plan = json.load(open(sys.argv[2]))
+h = r["strategies"][0]
+assert h["layout"]["placement"] == "balanced" and h["layout"]["plan_file"] == sys.argv[2], h["layout"]
+for l, layer in enumerate(plan["layers"]):   # rank g*2+m holds shard m of group g's experts
+    for rank in range(4):
+        assert sorted(h["layout"]["experts_of_rank"][l][rank]) == sorted(layer["slots"][rank // 2]), (l, rank)
+assert abs(h["efficiency"]["flops_counter_vs_cost_model"] - 1) < 1e-9, h["efficiency"]["flops_counter_vs_cost_model"]
+PY
+timeout 300 "${MPIEXEC:-mpirun}" -np 4 --oversubscribe --bind-to none "$bin" run --config "$tmp/hyb4.json" \
+  --plan "flat=$tmp/hyb4-plan.json" --iterations 1 --quiet --out "$tmp/x.json" > "$tmp/out" 2>&1; rc=$?
+[ "$rc" -eq 2 ] && grep -q "plan '$tmp/hyb4-plan.json' is for expert_tp = 2, strategy 'flat' has expert_tp = 1" "$tmp/out" \
+  || { cat "$tmp/out"; fail "a group plan on an expert_tp 1 strategy: exit $rc"; }
+[ ! -e "$tmp/x.json" ] || fail "a refused plan wrote results"
 echo "place_plan: OK"

@@ -148,6 +148,48 @@ TEST_CASE("placement: expert_tp places experts on groups and each member holds o
   }
 }
 
+TEST_CASE("placement: group and shard load profiles of expert_tp groups", "[placement]") {
+  moe::LoadProfile ranks;   // one layer, 4 source ranks x 3 experts
+  ranks.tokens = {{{1, 2, 3}, {4, 5, 6}, {7, 8, 9}, {10, 11, 12}}};
+  const moe::LoadProfile groups = moe::group_load_profile(ranks, 2);
+  REQUIRE(groups.tokens.size() == 1);
+  CHECK(groups.tokens[0] == std::vector<std::vector<double>>{{5, 7, 9}, {17, 19, 21}});
+  const moe::LoadProfile shards = moe::shard_load_profile(ranks, 2);
+  CHECK(shards.tokens[0][1] == std::vector<double>{4, 4, 5, 5, 6, 6});
+  CHECK(shards.tokens[0][3] == std::vector<double>{10, 10, 11, 11, 12, 12});
+  CHECK(moe::group_load_profile(ranks, 1).tokens == ranks.tokens);
+  CHECK(moe::group_load_profile({}, 2).tokens.empty());   // uniform stays uniform
+}
+
+TEST_CASE("placement: a strategy's plan over ranks is the shard placement of its plan over units", "[placement]") {
+  nlohmann::json j = nlohmann::json::parse(R"({
+    "name": "etp", "model": {"layers": 3, "hidden": 4, "ffn_hidden": 8, "experts": 8, "heads": 2, "head_dim": 2},
+    "workload": {"batch_sequences": 8, "prompt_tokens": 3, "decode_steps": 2, "routing": "zipf:1.2,local:0.5"},
+    "cluster": {"nodes": 2, "gpus_per_node": 4},
+    "strategies": [{"name": "etp", "kind": "ep", "ep": 4, "expert_tp": 2, "placement": "topology_aware"},
+                   {"name": "flat", "kind": "ep", "ep": 8, "placement": "balanced"}]})");
+  const Config c = moe::parse_config(j);
+  const Topology topo = Topology::from_config(c.cluster);
+  for (const moe::StrategyConfig& s : c.strategies) {
+    const Placement units = moe::unit_plan_for_strategy(c, s, topo);
+    CHECK(units.layers.front().num_ranks == s.ep);
+    CHECK(moe::placement_unit_topology(c, s).num_ranks() == s.ep);
+    const Placement ranks = moe::plan_for_strategy(c, s, topo);
+    const Placement sharded = moe::shard_placement(units, s.expert_tp);
+    REQUIRE(ranks.layers.size() == sharded.layers.size());
+    for (size_t l = 0; l < ranks.layers.size(); ++l) {
+      CHECK(ranks.layers[l].replicas == sharded.layers[l].replicas);
+      CHECK(ranks.layers[l].slots == sharded.layers[l].slots);
+    }
+  }
+  // The units of the expert_tp strategy see its skew: the hottest expert's group is not round robin's.
+  const Placement rr = make_placer("round_robin")->place(3, 8, moe::placement_unit_topology(c, c.strategies[0]), {});
+  const Placement ta = moe::unit_plan_for_strategy(c, c.strategies[0], topo);
+  bool differs = false;
+  for (size_t l = 0; l < ta.layers.size(); ++l) differs = differs || ta.layers[l].slots != rr.layers[l].slots;
+  CHECK(differs);
+}
+
 TEST_CASE("placement: unknown algorithm names are config errors listing the known ones", "[placement]") {
   expect_config_error([] { make_placer("best"); }, "placement", "topology_aware");
 }
