@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "cost/ep_receive.hpp"
 #include "placement/strategy_plan.hpp"
 #include "routing/dispatch_plan.hpp"
 #include "schedule/layout.hpp"
@@ -98,11 +99,13 @@ class EpStrategy : public Strategy {
     for (const PartRows& p : prefill_schedule_.parts) part_rows = std::max(part_rows, p.rows);
     const int64_t assignments = part_rows * m_.top_k * expert_tp_;
     parts_.resize(num_parts);
+    // Rows received depend on routing: allocated for the bound the memory estimate counts, grown
+    // on demand past it.
+    const int64_t received = ep_receive_rows(ctx.config, s);
     for (Part& p : parts_) {
-      // Rows received depend on routing; start at the balanced expectation and grow on demand.
       p.send = std::make_unique<GrowableMat>(compute_, assignments, d);
-      p.recv = std::make_unique<GrowableMat>(compute_, assignments, d);
-      p.out = std::make_unique<GrowableMat>(compute_, assignments, d);
+      p.recv = std::make_unique<GrowableMat>(compute_, received, d);
+      p.out = std::make_unique<GrowableMat>(compute_, received, d);
       p.returned = std::make_unique<GrowableMat>(compute_, assignments, d);
       p.send_idx = compute_.alloc_index(assignments);
       p.combine_slot = compute_.alloc_index(assignments);
