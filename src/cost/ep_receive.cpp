@@ -57,9 +57,11 @@ double worst_top_inclusion(const Config& c, const RoutingDistribution& d, int ho
   const int node_classes = d.locality > 0 ? std::min(nodes, E) : 1;
   // zipf's expert order is per layer: only with locality does that change the sorted shares.
   const int layers = d.locality > 0 && d.kind == RoutingDistribution::Kind::zipf ? std::max(1, c.model.layers) : 1;
-  // About 1e7 inner steps at most; fewer points only loosen the (still upper) bound.
+  // About 1e7 inner steps at most; fewer points only loosen the (still upper) bound. Past that
+  // (many layers and nodes under zipf with local:p) the bound is every choice: min(hosted, k).
   const double per_point = double(layers) * node_classes * std::min(hosted, E) * E * k;
-  const int points = static_cast<int>(std::clamp(1e7 / std::max(1.0, per_point), 8.0, 256.0));
+  if (per_point * 8 > 1e7) return std::min(hosted, k);
+  const int points = static_cast<int>(std::min(256.0, 1e7 / per_point));
   double worst = 0;
   for (int l = 0; l < layers; ++l) {
     const std::vector<double> popularity = popularity_at(d, l, E, c.model.seed, 0);

@@ -20,7 +20,8 @@ constexpr double kReceiveSamplingSigmas = 4;
 //   gate, trace:  ceil(a * kGateReceiveHeadroom)
 //   synthetic:    the prefill (multipliers are 1 there: balancing resets every iteration) bound
 //                 N = ranks * part_rows * top_h_inclusion(shares, k, hosted), maximised over layers
-//                 and, with local:p, the source's node (drift starts at epoch 1, after the prefill),
+//                 and, with local:p, the source's node (drift starts at epoch 1, after the prefill;
+//                 past about 1e7 steps of the integral, min(hosted, k) instead of top_h_inclusion),
 //                 plus kReceiveSamplingSigmas * sqrt(min(hosted, k) * N) + min(hosted, k); decode
 //                 parts, under every drift epoch and balancing multiplier, at most ranks * rows *
 //                 min(hosted, k); with capacity_factor, at most hosted * capacity of the step.

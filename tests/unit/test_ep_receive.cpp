@@ -92,3 +92,16 @@ TEST_CASE("ep receive: rows per routing kind and the capacity cap", "[memory]") 
   const Config capped = config_with("hot:0.9", 4, 1.0);
   CHECK(ep_receive_rows(capped, capped.strategies[0]) == 128);
 }
+
+TEST_CASE("ep receive: past the integral's budget the bound is every choice", "[memory]") {
+  // zipf with local:p on 64 layers x 64 nodes x 256 experts: too many share vectors to integrate.
+  Config c = parse_config(nlohmann::json::parse(R"({
+    "name": "wide",
+    "model": {"layers": 64, "hidden": 8, "ffn_hidden": 16, "experts": 256, "top_k": 2, "heads": 2, "head_dim": 4},
+    "workload": {"batch_sequences": 64, "prompt_tokens": 4, "decode_steps": 2, "routing": "zipf:1.2,local:0.5"},
+    "cluster": {"nodes": 64, "gpus_per_node": 1},
+    "strategies": [{"name": "ep", "kind": "ep", "ep": 64}]
+  })"));
+  // 64 sources x 4 prefill rows x min(hosted = 4, k = 2).
+  CHECK(ep_receive_rows(c, c.strategies[0]) == 64 * 4 * 2);
+}
