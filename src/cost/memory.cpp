@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "core/error.hpp"
+#include "cost/ep_receive.hpp"
 #include "schedule/schedule.hpp"
 
 namespace moe {
@@ -63,14 +64,6 @@ MemoryEstimate scaled(int64_t weights, int64_t kv, int64_t activations, int64_t 
   return e;
 }
 
-// Multiplier of the balanced receive rows that ep's receive buffers are sized for: they start at the
-// balanced rows and grow by 1.5x (or to the rows needed) when a part receives more. The gate's
-// weights favour some experts, and the busiest rank's buffers reach two growth steps (2.25x) on the
-// shipped 16-rank config; uniform synthetic routing only has sampling noise, within one step. A
-// skewed routing (hot, zipf) sends a rank more than 2.25x and makes the run's peak exceed the
-// estimate.
-double ep_receive_headroom(const WorkloadConfig& w) { return w.routing == "uniform" ? 1.5 : 2.25; }
-
 // The strategies' estimates count what a rank allocates (strategies/tp_pp.cpp, ep.cpp, the blocks
 // of strategies/blocks.cpp): matrices of dtype_bytes per element, index and weight vectors of 4
 // bytes. Layer scratch (attention q/k/v/ctx, expert hidden rows, gate logits and choices) is one
@@ -114,7 +107,11 @@ MemoryEstimate estimate_tp_pp(const Config& c, const Dims& x, const StrategyConf
 //                 choice 2*Tl*k (gate routing), per part send index, combine slot and weight 3*a,
 //                 batch/ranks
 //   comm        = per part: the rows sent and returned 2*a*d, the rows received and their expert
-//                 outputs 2*R*d, R = a * ep_receive_headroom (2.25, or 1.5 for uniform routing)
+//                 outputs 2*R*d, R = ep_receive_rows (cost/ep_receive.hpp): a * 2.25 with the gate's
+//                 routing; with synthetic routing the hosted experts' largest inclusion probabilities
+//                 times the rows of every source, plus 4 standard deviations of sampling noise, at
+//                 most hosted * capacity with capacity_factor. ep allocates its receive buffers
+//                 for R rows and grows them only past it.
 MemoryEstimate estimate_ep(const Config& c, const Dims& x, const StrategyConfig& s, int64_t eb) {
   const int64_t ep = s.ep, etp = s.expert_tp;
   const int64_t hosted = x.E >= ep ? ceil_div(x.E, ep) : 1;
@@ -127,7 +124,7 @@ MemoryEstimate estimate_ep(const Config& c, const Dims& x, const StrategyConfig&
   int64_t part_rows = 1;
   for (const PartRows& p : prefill.parts) part_rows = std::max(part_rows, p.rows);
   const int64_t a = part_rows * x.k * etp;
-  const int64_t received = static_cast<int64_t>(std::ceil(double(a) * ep_receive_headroom(c.workload)));
+  const int64_t received = ep_receive_rows(c, s);
   MemoryEstimate e;
   e.weights_bytes = x.L * (4 * x.d * x.HD + x.d * x.E + hosted * 2 * x.d * f_shard) * eb;
   e.kv_cache_bytes = x.L * seqs_here * x.S * 2 * x.HD * eb;

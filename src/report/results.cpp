@@ -153,6 +153,13 @@ void print_table(std::ostream& out, const nlohmann::ordered_json& r) {
       if (t["max"].get<double>() <= 0) continue;
       out << "  " << phase << " " << fmt(t["max"].get<double>(), 3) << "/" << fmt(t["mean"].get<double>(), 3);
     }
+    if (s.contains("host_ms")) {   // measured: the host part of each phase
+      std::string host;
+      for (const auto& [phase, t] : s["host_ms"]["decode_step"].items())
+        if (t["max"].get<double>() > 0)
+          host += "  " + phase + " " + fmt(t["max"].get<double>(), 3) + "/" + fmt(t["mean"].get<double>(), 3);
+      if (!host.empty()) out << "\n  " << std::string(name_w, ' ') << "  of which host:" << host;
+    }
     out << "\n";
   }
   out << "\ntraffic per iteration and load:\n";

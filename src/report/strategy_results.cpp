@@ -24,6 +24,12 @@ ojson phases_json(const PhaseStats& p) {
   return j;
 }
 
+ojson host_json(const HostStats& h) {
+  ojson j;
+  for (int i = 0; i < kNumPhases; ++i) j[phase_name(static_cast<Phase>(i))] = {{"max", h.max[i]}, {"mean", h.mean[i]}};
+  return j;
+}
+
 ojson overlap_json(const OverlapStats& o) {
   return {{"comm_ms", o.comm_ms}, {"exposed_comm_ms", o.exposed_comm_ms}, {"efficiency", o.efficiency},
           {"rank", o.rank}, {"mean_efficiency", o.mean_efficiency}};
@@ -82,6 +88,7 @@ ojson strategy_results(const Config& config, const RoutingSource& routing, const
                  {"tpot_ms", {{"mean", tpot.mean}, {"p50", tpot.p50}, {"p99", tpot.p99}}},
                  {"tokens_per_s", decode_total_s > 0 ? double(config.workload.batch_sequences) * steps * iters / decode_total_s : 0}};
   r["phases_ms"] = {{"prefill", phases_json(m.prefill_phases)}, {"decode_step", phases_json(m.decode_phases)}};
+  r["host_ms"] = {{"prefill", host_json(m.prefill_host)}, {"decode_step", host_json(m.decode_host)}};
   r["overlap"] = {{"mode", m.spec.overlap},
                   {"prefill", overlap_json(m.prefill_overlap)},
                   {"decode_step", overlap_json(m.decode_overlap)}};

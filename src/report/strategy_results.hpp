@@ -1,4 +1,4 @@
-// A measured strategy's entry of the results JSON (name, kind, layout, prefill, decode, phases_ms,
+// A measured strategy's entry of the results JSON (name, kind, layout, prefill, decode, phases_ms, host_ms,
 // overlap, traffic, load, routing, memory, efficiency, verification), written from what the runner
 // measured.
 #pragma once

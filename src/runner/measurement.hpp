@@ -25,6 +25,13 @@ struct PhaseStats {
   std::array<double, kNumPhases + 1> mean{};
 };
 
+// Mean host time per step inside each phase (schedule/phase.hpp, ScopedHostWork), in ms: the max
+// and the mean over ranks.
+struct HostStats {
+  PhaseTimes max{};
+  PhaseTimes mean{};
+};
+
 // Communication time per step and the part of it no compute span covered, on the rank whose
 // overlap efficiency (1 - exposed / communication) is lowest, and the mean efficiency over ranks.
 struct OverlapStats {
@@ -64,6 +71,7 @@ struct StrategyMeasurement {
   std::vector<double> prefill_ms;        // [iterations] max over ranks
   std::vector<double> decode_ms;         // [iterations * decode steps] max over ranks
   PhaseStats prefill_phases, decode_phases;
+  HostStats prefill_host, decode_host;
   OverlapStats prefill_overlap, decode_overlap;
   int64_t flops = 0;                     // the backend's counter, summed over ranks and measured iterations
   std::vector<std::vector<int64_t>> traffic_bytes;   // [src][dst] over the measured iterations

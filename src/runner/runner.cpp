@@ -29,12 +29,16 @@ using Clock = std::chrono::steady_clock;
 // Sums over the measured steps of one kind (prefill or decode), this rank.
 struct SpanSums {
   PhaseTimes phases{};
+  PhaseTimes host{};
   double wall_ms = 0;
   double busy_ms = 0;
   double comm_ms = 0;
   double exposed_comm_ms = 0;
   void add(const StepSpans& s, double wall) {
-    for (int i = 0; i < kNumPhases; ++i) phases[i] += s.phases[i];
+    for (int i = 0; i < kNumPhases; ++i) {
+      phases[i] += s.phases[i];
+      host[i] += s.host[i];
+    }
     wall_ms += wall;
     busy_ms += s.busy_ms;
     comm_ms += s.comm_ms;
@@ -114,21 +118,35 @@ StepTimes measure(Strategy& s, const Config& c, ComputeBackend& compute, Comm& w
   return t;
 }
 
+// Max and mean over ranks of this rank's `per`, elementwise. Collective.
+void max_and_mean(Comm& world, const std::vector<double>& per, double* max, double* mean) {
+  std::vector<double> mx = per, sum = per;
+  world.all_reduce_max_host(mx);
+  world.all_reduce_sum_host(sum);
+  for (size_t i = 0; i < per.size(); ++i) {
+    max[i] = mx[i];
+    mean[i] = sum[i] / world.size();
+  }
+}
+
 // Per-phase mean time per step: max and mean over ranks. Spans on different streams may overlap;
 // "idle" is the step time in no span at all.
 PhaseStats phase_stats(Comm& world, const SpanSums& sums, double steps) {
   std::vector<double> per(kNumPhases + 1, 0);
   for (int i = 0; i < kNumPhases; ++i) per[i] = steps > 0 ? sums.phases[i] / steps : 0;
   per[kNumPhases] = steps > 0 ? std::max(0.0, sums.wall_ms - sums.busy_ms) / steps : 0;
-  std::vector<double> mx = per, mean = per;
-  world.all_reduce_max_host(mx);
-  world.all_reduce_sum_host(mean);
   PhaseStats p;
-  for (int i = 0; i <= kNumPhases; ++i) {
-    p.max[i] = mx[i];
-    p.mean[i] = mean[i] / world.size();
-  }
+  max_and_mean(world, per, p.max.data(), p.mean.data());
   return p;
+}
+
+// Per-phase mean host time per step: max and mean over ranks.
+HostStats host_stats(Comm& world, const SpanSums& sums, double steps) {
+  std::vector<double> per(kNumPhases, 0);
+  for (int i = 0; i < kNumPhases; ++i) per[i] = steps > 0 ? sums.host[i] / steps : 0;
+  HostStats h;
+  max_and_mean(world, per, h.max.data(), h.mean.data());
+  return h;
 }
 
 // Communication time per step and the part of it no compute span covered, on the rank whose
@@ -312,6 +330,8 @@ std::optional<StrategyMeasurement> measure_strategy(RunState& st, size_t si, boo
   const int steps = st.config.workload.decode_steps;
   m.prefill_phases = phase_stats(world, times.prefill, iters);
   m.decode_phases = phase_stats(world, times.decode, double(iters) * steps);
+  m.prefill_host = host_stats(world, times.prefill, iters);
+  m.decode_host = host_stats(world, times.decode, double(iters) * steps);
   m.prefill_overlap = overlap_stats(world, times.prefill, iters);
   m.decode_overlap = overlap_stats(world, times.decode, double(iters) * steps);
   std::vector<double> mem{double(compute.peak_allocated_bytes())}, mem_sum = mem;

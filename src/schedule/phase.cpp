@@ -91,8 +91,22 @@ void PhaseTimer::communication(Phase p, Stream s, Event start, Event stop, SpanT
   spans_.push_back(Span{p, s, true, start, stop, tag});
 }
 
+void PhaseTimer::begin_host(Phase p) {
+  if (host_depth_++ > 0) return;
+  host_phase_ = p;
+  host_start_ = std::chrono::steady_clock::now();
+}
+
+void PhaseTimer::end_host() {
+  MOE_REQUIRE(host_depth_ > 0, "host work end without begin");
+  if (--host_depth_ > 0) return;
+  host_[static_cast<int>(host_phase_)] +=
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - host_start_).count();
+}
+
 StepSpans PhaseTimer::finish_step() {
   MOE_REQUIRE(!open_, "finish_step inside an open phase");
+  MOE_REQUIRE(host_depth_ == 0, "finish_step inside open host work");
   compute_.synchronize_all();
   StepSpans out;
   if (!spans_.empty()) {
@@ -116,6 +130,8 @@ StepSpans PhaseTimer::finish_step() {
     out.comm_ms = union_ms(comm);
     out.exposed_comm_ms = uncovered_ms(comm, work);
   }
+  out.host = host_;
+  host_ = {};
   spans_.clear();
   has_origin_ = false;
   compute_.reset_events();

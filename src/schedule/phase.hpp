@@ -4,6 +4,7 @@
 // communication with computation, and the per-rank trace.
 #pragma once
 #include <array>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,8 @@ struct StepSpans {
   double comm_ms = 0;           // union of the communication spans
   double exposed_comm_ms = 0;   // of it, the time not covered by a compute span
   std::vector<SpanRecord> spans;   // kept only with keep_spans(true)
+  // Per phase: the host work inside it (see ScopedHostWork), by the host clock.
+  PhaseTimes host{};
 };
 
 class PhaseTimer {
@@ -67,6 +70,10 @@ class PhaseTimer {
   // A communication span between two recorded events (posting and completion).
   void communication(Phase p, Stream s, Event start, Event stop, SpanTag tag = {});
   void keep_spans(bool on) { keep_ = on; }
+  // Host work inside phase p, timed by the host clock. Brackets nest; only the outermost counts,
+  // for its phase (an inner bracket's phase is ignored).
+  void begin_host(Phase p);
+  void end_host();
   // Synchronizes the device and returns the step's spans; the next step starts empty.
   StepSpans finish_step();
 
@@ -85,6 +92,10 @@ class PhaseTimer {
   bool has_origin_ = false;
   bool open_ = false;
   bool keep_ = false;
+  PhaseTimes host_{};
+  int host_depth_ = 0;
+  Phase host_phase_ = Phase::other;
+  std::chrono::steady_clock::time_point host_start_;
 };
 
 // RAII bracket of a blocking communication on the compute stream (an all-reduce, a blocking
@@ -104,6 +115,24 @@ class ScopedCommunication {
   Phase p_;
   SpanTag tag_;
   Event start_;
+};
+
+// RAII bracket of host work inside a phase: { ScopedHostWork h(timer, Phase::gate); ... }. Host work
+// is what the host computes or waits for that is not device work: routing decisions (softmax, top-k,
+// the synthetic choice, counting, balancing), dispatch planning, capacity bookkeeping and control-plane
+// exchanges (count all-to-alls). The definition is the same on both backends: on the CPU backend, where
+// kernels run on the host too, kernels stay outside these brackets. Placed inside a phase's span (a
+// ScopedPhase or a ScopedCommunication), so that on the CPU backend a phase's host time is at most
+// its time; on CUDA, host time inside an event span is the part of that span the host spent.
+class ScopedHostWork {
+ public:
+  ScopedHostWork(PhaseTimer& t, Phase p) : t_(t) { t_.begin_host(p); }
+  ~ScopedHostWork() { t_.end_host(); }
+  ScopedHostWork(const ScopedHostWork&) = delete;
+  ScopedHostWork& operator=(const ScopedHostWork&) = delete;
+
+ private:
+  PhaseTimer& t_;
 };
 
 // RAII bracket: { ScopedPhase s(timer, Phase::gate); ... }

@@ -159,7 +159,7 @@ Gate::Gate(ComputeBackend& compute, const ModelConfig& m, int layer, int64_t max
   if (source.kind() == RoutingSource::Kind::gate) scratch_->reserve_vectors("gate.choice", max_tokens * m.top_k);
 }
 
-Routing Gate::route(const Mat& z, const TokenBlock& block, const std::vector<double>& multipliers) {
+Routing Gate::route(const Mat& z, const TokenBlock& block, const std::vector<double>& multipliers, PhaseTimer& timer) {
   MOE_REQUIRE(block.rows() == z.rows, "Gate::route: the token block does not match the rows");
   MOE_REQUIRE(block.layer == layer_, "Gate::route: the token block is of another layer");
   const Mat logits = scratch_->get("gate.logits", z.rows, model_.experts);
@@ -177,6 +177,7 @@ Routing Gate::route(const Mat& z, const TokenBlock& block, const std::vector<dou
     compute_.download_index(experts, r.expert.data(), Stream::compute);
     compute_.download_weights(weights, r.weight.data(), Stream::compute);
     compute_.synchronize(Stream::compute);
+    ScopedHostWork host(timer, Phase::gate);
     for (int32_t e : r.expert) {
       MOE_REQUIRE(e >= 0 && e < model_.experts, "Gate::route: the device gate chose expert " + std::to_string(e));
       ++r.chosen_per_expert[e];
@@ -186,6 +187,7 @@ Routing Gate::route(const Mat& z, const TokenBlock& block, const std::vector<dou
   host_logits_.resize(static_cast<size_t>(logits.elements()));
   compute_.download(logits, host_logits_.data(), Stream::compute);
   compute_.synchronize(Stream::compute);
+  ScopedHostWork host(timer, Phase::gate);
   softmax_rows(host_logits_, static_cast<int>(z.rows), model_.experts);
   return source_.route(host_logits_, block, multipliers);
 }

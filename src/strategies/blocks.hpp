@@ -11,6 +11,7 @@
 #include "core/config.hpp"
 #include "model/generator.hpp"
 #include "routing/routing_source.hpp"
+#include "schedule/phase.hpp"
 
 namespace moe {
 
@@ -94,12 +95,13 @@ class GrowableMat {
 // Gate logits for rows z [T x d] through Wg (replicated). Routed by the gate itself, the per-token
 // rule runs on the device and only each token's k experts and weights come back; a synthetic
 // workload or a replayed trace needs the probabilities on the host (softmax there, then the
-// source's choice).
+// source's choice). The host's part of routing (the softmax and the source's choice, or counting the
+// device's choice) is host work of the gate phase on `timer`.
 class Gate {
  public:
   Gate(ComputeBackend& compute, const ModelConfig& m, int layer, int64_t max_tokens, const RoutingSource& source);
   // z holds the rows of `block` (block.layer is this gate's layer).
-  Routing route(const Mat& z, const TokenBlock& block, const std::vector<double>& multipliers);
+  Routing route(const Mat& z, const TokenBlock& block, const std::vector<double>& multipliers, PhaseTimer& timer);
 
  private:
   ComputeBackend& compute_;

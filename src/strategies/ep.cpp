@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "cost/ep_receive.hpp"
 #include "placement/strategy_plan.hpp"
 #include "routing/dispatch_plan.hpp"
 #include "schedule/layout.hpp"
@@ -98,11 +99,13 @@ class EpStrategy : public Strategy {
     for (const PartRows& p : prefill_schedule_.parts) part_rows = std::max(part_rows, p.rows);
     const int64_t assignments = part_rows * m_.top_k * expert_tp_;
     parts_.resize(num_parts);
+    // Rows received depend on routing: allocated for the bound the memory estimate counts, grown
+    // on demand past it.
+    const int64_t received = ep_receive_rows(ctx.config, s);
     for (Part& p : parts_) {
-      // Rows received depend on routing; start at the balanced expectation and grow on demand.
       p.send = std::make_unique<GrowableMat>(compute_, assignments, d);
-      p.recv = std::make_unique<GrowableMat>(compute_, assignments, d);
-      p.out = std::make_unique<GrowableMat>(compute_, assignments, d);
+      p.recv = std::make_unique<GrowableMat>(compute_, received, d);
+      p.out = std::make_unique<GrowableMat>(compute_, received, d);
       p.returned = std::make_unique<GrowableMat>(compute_, assignments, d);
       p.send_idx = compute_.alloc_index(assignments);
       p.combine_slot = compute_.alloc_index(assignments);
@@ -211,7 +214,8 @@ class EpStrategy : public Strategy {
       const Mat x = x_.slice_rows(pr.row0, pr.rows), z = z_.slice_rows(pr.row0, pr.rows);
       compute_.rms_norm(x, z);
       const int seq0 = rank_ * local_seqs_ + pr.seq0;
-      r = L.gate->route(z, TokenBlock{s.layer, seq0, pr.seqs, past_len_, step_.new_len}, L.balancer->multipliers());
+      r = L.gate->route(z, TokenBlock{s.layer, seq0, pr.seqs, past_len_, step_.new_len}, L.balancer->multipliers(), timer);
+      ScopedHostWork host(timer, Phase::gate);
       record_choices(s.layer, int64_t(seq0) * step_.new_len, r);
     }
     if (s.part >= 0) parts_[s.part].routing = std::move(r);
@@ -222,40 +226,52 @@ class EpStrategy : public Strategy {
   // tokens first), every part's dispatch plan, and the layer's one count exchange: every part's
   // rows per (destination, slot) and this rank's chosen and dropped counts per expert. With a
   // capacity limit the chosen counts go first in a round of their own (a rank's drops depend on the
-  // earlier ranks' choices).
+  // earlier ranks' choices). All of it is host work of the dispatch phase: the planning and
+  // bookkeeping in "plan" spans, the exchanges in communication spans nothing overlaps.
   void plan_and_count(PhaseTimer& timer, int l) {
     const Schedule& sched = *step_.schedule;
     const int P = static_cast<int>(sched.parts.size()), E = m_.experts;
     const LayerPlacement& lp = placement_.layers[l];
     const int S = std::max(1, lp.max_slots());
     const SpanTag plan_tag{"plan", l, -1, 0}, counts_tag{stage_name(StageKind::counts), l, -1, 0};
+    // Host planning or bookkeeping: a dispatch span that is all host work.
+    auto host_step = [&](auto&& work) {
+      ScopedPhase p(timer, Phase::dispatch, plan_tag);
+      ScopedHostWork host(timer, Phase::dispatch);
+      work();
+    };
     // A blocking host exchange: a communication span nothing can overlap.
     auto exchange = [&](const std::vector<int64_t>& send, int per_peer) {
       ScopedCommunication c(timer, compute_, Phase::dispatch, counts_tag);
+      ScopedHostWork host(timer, Phase::dispatch);
       return comm_.all_to_all_counts(send, per_peer);
     };
     Routing& r = layer_routing_;   // expert indices (capacity and counts are per expert)
-    if (sched.front_per_part) {
-      r = empty_routing(E, m_.top_k);
-      for (int q = 0; q < P; ++q) append_routing(r, parts_[q].routing);
-    }
     const double factor = ctx_.spec.load_balancing.capacity_factor;
+    std::vector<int64_t> mine;
+    host_step([&] {
+      if (sched.front_per_part) {
+        r = empty_routing(E, m_.top_k);
+        for (int q = 0; q < P; ++q) append_routing(r, parts_[q].routing);
+      }
+      if (factor > 0)
+        for (int q = 0; q < ranks_; ++q) mine.insert(mine.end(), r.chosen_per_expert.begin(), r.chosen_per_expert.end());
+    });
     if (factor > 0) {
-      std::vector<int64_t> mine;
-      for (int q = 0; q < ranks_; ++q) mine.insert(mine.end(), r.chosen_per_expert.begin(), r.chosen_per_expert.end());
       const std::vector<int64_t> all = exchange(mine, E);
-      std::vector<int64_t> earlier(E, 0);
-      for (int q = 0; q < rank_; ++q)
-        for (int e = 0; e < E; ++e) earlier[e] += all[int64_t(q) * E + e];
-      apply_capacity(r, E, expert_capacity(factor, step_.global_tokens, m_.top_k, E), earlier);
+      host_step([&] {
+        std::vector<int64_t> earlier(E, 0);
+        for (int q = 0; q < rank_; ++q)
+          for (int e = 0; e < E; ++e) earlier[e] += all[int64_t(q) * E + e];
+        apply_capacity(r, E, expert_capacity(factor, step_.global_tokens, m_.top_k, E), earlier);
+      });
     }
     // Dispatch plans route shards (expert_tp > 1) or experts over the ranks.
-    if (expert_tp_ > 1) shard_routing_ = shard_routing(r, expert_tp_);
-    const Routing& dispatched = expert_tp_ > 1 ? shard_routing_ : r;
     const int64_t per_peer = int64_t(P) * S + 2 * E;
     std::vector<int64_t> out(per_peer * ranks_, 0);
-    {
-      ScopedPhase p(timer, Phase::dispatch, plan_tag);
+    host_step([&] {
+      if (expert_tp_ > 1) shard_routing_ = shard_routing(r, expert_tp_);
+      const Routing& dispatched = expert_tp_ > 1 ? shard_routing_ : r;
       for (int q = 0; q < P; ++q) {
         const PartRows pr = sched.parts[q];
         parts_[q].plan = make_dispatch_plan(dispatched, static_cast<int>(pr.row0), static_cast<int>(pr.rows), lp, rank_, ctx_.topology);
@@ -267,32 +283,34 @@ class EpStrategy : public Strategy {
         std::copy(r.chosen_per_expert.begin(), r.chosen_per_expert.end(), out.begin() + dst * per_peer + int64_t(P) * S);
         std::copy(r.dropped_per_expert.begin(), r.dropped_per_expert.end(), out.begin() + dst * per_peer + int64_t(P) * S + E);
       }
-    }
+    });
     const std::vector<int64_t> in = exchange(out, static_cast<int>(per_peer));
-    std::vector<int64_t> chosen(E, 0), dropped(E, 0);
-    for (int q = 0; q < P; ++q) {
-      Part& part = parts_[q];
-      part.recv_rows_slot.assign(int64_t(ranks_) * S, 0);
-      part.recv_rows.assign(ranks_, 0);
-      for (int src = 0; src < ranks_; ++src)
-        for (int sl = 0; sl < S; ++sl) {
-          const int64_t n = in[src * per_peer + int64_t(q) * S + sl];
-          part.recv_rows_slot[int64_t(src) * S + sl] = n;
-          part.recv_rows[src] += n;
-        }
-    }
-    for (int src = 0; src < ranks_; ++src)
-      for (int e = 0; e < E; ++e) {
-        chosen[e] += in[src * per_peer + int64_t(P) * S + e];
-        dropped[e] += in[src * per_peer + int64_t(P) * S + E + e];
+    host_step([&] {
+      std::vector<int64_t> chosen(E, 0), dropped(E, 0);
+      for (int q = 0; q < P; ++q) {
+        Part& part = parts_[q];
+        part.recv_rows_slot.assign(int64_t(ranks_) * S, 0);
+        part.recv_rows.assign(ranks_, 0);
+        for (int src = 0; src < ranks_; ++src)
+          for (int sl = 0; sl < S; ++sl) {
+            const int64_t n = in[src * per_peer + int64_t(q) * S + sl];
+            part.recv_rows_slot[int64_t(src) * S + sl] = n;
+            part.recv_rows[src] += n;
+          }
       }
-    layers_[l].balancer->observe(step_.global_tokens, chosen);
-    step_load_.chosen_here[l] = r.chosen_per_expert;
-    step_load_.dropped_here[l] = r.dropped_per_expert;
-    if (rank_ == 0) {
-      step_load_.chosen[l] = chosen;
-      step_load_.dropped[l] = dropped;
-    }
+      for (int src = 0; src < ranks_; ++src)
+        for (int e = 0; e < E; ++e) {
+          chosen[e] += in[src * per_peer + int64_t(P) * S + e];
+          dropped[e] += in[src * per_peer + int64_t(P) * S + E + e];
+        }
+      layers_[l].balancer->observe(step_.global_tokens, chosen);
+      step_load_.chosen_here[l] = r.chosen_per_expert;
+      step_load_.dropped_here[l] = r.dropped_per_expert;
+      if (rank_ == 0) {
+        step_load_.chosen[l] = chosen;
+        step_load_.dropped[l] = dropped;
+      }
+    });
   }
 
   // Gather the part's rows to send, in (destination, slot, token) order.

@@ -211,14 +211,18 @@ class TpPpStrategy : public Strategy {
     {
       ScopedPhase p(timer, Phase::gate, SpanTag{"gate", first_layer_ + i, mb, 0});
       compute_.rms_norm(x, z);
-      Routing r = L.gate->route(z, TokenBlock{first_layer_ + i, seq0, mb_seqs_, past_len_, step_.new_len}, L.balancer->multipliers());
-      if (tp_rank_ == 0) record_choices(first_layer_ + i, int64_t(seq0) * step_.new_len, r);
-      apply_capacity(r, m_.experts, step_.capacity, chosen_[i]);  // earlier micro-batches come first in token order
-      for (int e = 0; e < m_.experts; ++e) {
-        chosen_[i][e] += r.chosen_per_expert[e];
-        dropped_[i][e] += r.dropped_per_expert[e];
+      Routing r = L.gate->route(z, TokenBlock{first_layer_ + i, seq0, mb_seqs_, past_len_, step_.new_len},
+                                L.balancer->multipliers(), timer);
+      {
+        ScopedHostWork host(timer, Phase::gate);   // capacity and the local plan: host bookkeeping
+        if (tp_rank_ == 0) record_choices(first_layer_ + i, int64_t(seq0) * step_.new_len, r);
+        apply_capacity(r, m_.experts, step_.capacity, chosen_[i]);  // earlier micro-batches come first in token order
+        for (int e = 0; e < m_.experts; ++e) {
+          chosen_[i][e] += r.chosen_per_expert[e];
+          dropped_[i][e] += r.dropped_per_expert[e];
+        }
+        plan = make_local_plan(r, m_.experts);
       }
-      plan = make_local_plan(r, m_.experts);
       compute_.upload_index(plan.gather_token.data(), IndexVec{gather_idx_.view.data, int64_t(plan.gather_token.size())}, Stream::compute);
       compute_.upload_index(plan.combine_slot.data(), IndexVec{combine_slot_.view.data, int64_t(plan.combine_slot.size())}, Stream::compute);
       compute_.upload_weights(plan.combine_weight.data(), WeightVec{combine_w_.view.data, int64_t(plan.combine_weight.size())}, Stream::compute);

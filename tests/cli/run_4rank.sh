@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End to end through the CLI: 4 ranks run cpu-4rank with --dump-outputs; the results JSON and the
-# .npy dumps are checked for the documented schema and for passing verification.
+# .npy dumps are checked for the documented schema and for passing verification; host_ms gives each
+# phase's host time (gate in both strategies, dispatch in ep), at most the phase's time.
 set -euo pipefail
 bin="$1"; src="$2"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -36,6 +37,16 @@ for s in r["strategies"]:
     assert s["memory"]["peak_allocated_bytes_max"] > 0
     assert s["efficiency"]["flops_per_iteration"] > 0
 assert r["strategies"][0]["phases_ms"]["decode_step"]["tp_allreduce"]["max"] > 0
+# Host work inside the phases: on the CPU backend the host part of a phase is at most its time.
+for s in r["strategies"]:
+    for step in ("prefill", "decode_step"):
+        for phase, h in s["host_ms"][step].items():
+            p = s["phases_ms"][step][phase]
+            assert 0 <= h["mean"] <= h["max"] <= p["max"] + 1e-6 and h["mean"] <= p["mean"] + 1e-6, (s["name"], step, phase, h, p)
+        assert s["host_ms"][step]["gate"]["mean"] > 0, (s["name"], step)
+        assert s["host_ms"][step]["expert"]["max"] == 0, (s["name"], step)
+    ep = s["kind"] == "ep"
+    assert (s["host_ms"]["decode_step"]["dispatch"]["mean"] > 0) == ep, s["name"]
 assert r["strategies"][1]["phases_ms"]["decode_step"]["dispatch"]["max"] > 0
 c = r["comparison"][0]
 assert c["name"] == "proposed" and c["vs"] == "baseline" and c["tps_ratio"] > 0

@@ -1,7 +1,8 @@
 // The memory estimate against what the runs allocate: for every strategy of the shipped CPU configs
-// whose routing is the gate or uniform, the estimate is at least the measured peak of every rank and at most
-// 1.1 times it. (Configs with skewed synthetic routing are not covered: ep's receive buffers follow
-// the routing, and the estimate assumes at most 2.25x the balanced rows (1.5x for uniform routing); see README "Memory".)
+// and of the 2- and 4-rank ones with skewed synthetic routing (hot:0.9, zipf:1.2, zipf with local:0.5
+// on two nodes), the estimate is at least the measured peak of every rank and at most 1.1 times it.
+// ep allocates its receive buffers for the rows the estimate counts (cost/ep_receive.hpp) and grows
+// them only when a part receives more, so a bound that fails shows as a peak above the estimate.
 #include <catch2/catch.hpp>
 
 #include "mpi_test_util.hpp"
@@ -13,9 +14,10 @@ using nlohmann::json;
 
 namespace {
 
-void check_estimate(const std::string& path) {
+void check_estimate(const std::string& path, const std::string& routing = "", const json& overrides = json::object()) {
   json cfg = moe::testing::load_json(path);
-  REQUIRE((cfg["workload"]["routing"] == "gate" || cfg["workload"]["routing"] == "uniform"));
+  if (!routing.empty()) cfg["workload"]["routing"] = routing;
+  cfg.merge_patch(overrides);
   cfg["run"]["iterations"] = 1;
   const auto out = run_json(cfg);
   if (world_rank() != 0) return;
@@ -23,8 +25,9 @@ void check_estimate(const std::string& path) {
   for (const auto& s : out.strategies) {
     const double peak = s["memory"]["peak_allocated_bytes_max"].get<double>();
     const double estimate = s["memory"]["estimate_bytes"].get<double>();
-    INFO(path << " strategy " << s["name"].get<std::string>() << ": estimate " << estimate << " B, peak " << peak
-              << " B, ratio " << estimate / peak);
+    INFO(path << " routing " << cfg["workload"]["routing"].get<std::string>() << " " << overrides.dump() << " strategy "
+              << s["name"].get<std::string>() << ": estimate " << estimate << " B, peak " << peak << " B, ratio "
+              << estimate / peak);
     CHECK(peak > 0);
     CHECK(estimate >= peak);
     CHECK(estimate <= 1.1 * peak);
@@ -39,12 +42,26 @@ TEST_CASE("2 ranks: the memory estimate bounds the peak within 10% (shipped conf
   check_estimate("configs/cpu-2rank-overlap.json");
 }
 
+TEST_CASE("2 ranks: the memory estimate bounds the peak under skewed synthetic routing", "[np2]") {
+  REQUIRE(world_size() == 2);
+  for (const char* routing : {"hot:0.9", "zipf:1.2", "uniform"}) check_estimate("configs/cpu-2rank.json", routing);
+  check_estimate("configs/cpu-2rank-overlap.json", "zipf:1.2");
+}
+
 TEST_CASE("4 ranks: the memory estimate bounds the peak within 10% (shipped config)", "[np4]") {
   REQUIRE(world_size() == 4);
   check_estimate("configs/cpu-4rank.json");
 }
 
-TEST_CASE("16 ranks: the memory estimate bounds the peak within 10% (shipped config)", "[np16]") {
+TEST_CASE("4 ranks: the memory estimate bounds the peak under skewed synthetic routing", "[np4]") {
+  REQUIRE(world_size() == 4);
+  for (const char* routing : {"hot:0.9", "zipf:1.2"}) check_estimate("configs/cpu-4rank.json", routing);
+  check_estimate("configs/cpu-4rank.json", "zipf:1.2,local:0.5", {{"cluster", {{"nodes", 2}, {"gpus_per_node", 2}}}});
+}
+
+TEST_CASE("16 ranks: the memory estimate bounds the peak within 10% (shipped configs)", "[np16]") {
   REQUIRE(world_size() == 16);
   check_estimate("configs/cpu-16rank.json");
+  check_estimate("configs/cpu-16rank-hot.json");
+  check_estimate("configs/cpu-16rank-zipf.json");
 }

@@ -1,5 +1,5 @@
 // A measured strategy's results entry: the keys in schema order, times per step from the step
-// times, and the verification section (not checked; NaN errors written as -1, which fails).
+// times, the host part of each phase, and the verification section (not checked; NaN errors written as -1, which fails).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -45,13 +45,22 @@ TEST_CASE("strategy results: schema order, rates from the step times, verificati
   nlohmann::ordered_json r = strategy_results(c, *routing, m);
   std::vector<std::string> keys;
   for (const auto& item : r.items()) keys.push_back(item.key());
-  CHECK(keys == std::vector<std::string>{"name", "kind", "layout", "prefill", "decode", "phases_ms", "overlap", "traffic",
-                                         "load", "routing", "memory", "efficiency", "verification"});
+  CHECK(keys == std::vector<std::string>{"name", "kind", "layout", "prefill", "decode", "phases_ms", "host_ms", "overlap",
+                                         "traffic", "load", "routing", "memory", "efficiency", "verification"});
   CHECK(r["name"] == m.spec.name);
   CHECK(r["decode"]["tpot_ms"]["mean"].get<double>() == Approx(10));
   CHECK(r["decode"]["tokens_per_s"].get<double>() == Approx(c.workload.batch_sequences / 0.010));
   CHECK(r["prefill"]["time_s"]["mean"].get<double>() == Approx(0.2));
   CHECK(r["phases_ms"]["decode_step"].contains("idle"));
+  // host_ms: the same phases without idle, {max, mean} per step kind.
+  m.decode_host.max[static_cast<int>(Phase::dispatch)] = 0.5;
+  m.decode_host.mean[static_cast<int>(Phase::dispatch)] = 0.25;
+  r = strategy_results(c, *routing, m);
+  CHECK(r["host_ms"]["decode_step"].size() == size_t(kNumPhases));
+  CHECK(!r["host_ms"]["prefill"].contains("idle"));
+  CHECK(r["host_ms"]["decode_step"]["dispatch"]["max"].get<double>() == 0.5);
+  CHECK(r["host_ms"]["decode_step"]["dispatch"]["mean"].get<double>() == 0.25);
+  CHECK(r["host_ms"]["prefill"]["gate"]["max"].get<double>() == 0);
   CHECK(r["verification"] == nlohmann::ordered_json{{"checked", false}});
 
   m.verification.checked = true;
