@@ -187,6 +187,32 @@ struct StepCost {
   const Op& op(const OpRef& r) const;
 };
 
+inline const Op& StepCost::op(const OpRef& r) const {
+  switch (r.slot) {
+    case OpRef::Slot::ep_attention: return ep_layers.at(r.layer).attention;
+    case OpRef::Slot::ep_gate: return ep_layers.at(r.layer).gate;
+    case OpRef::Slot::ep_counts: return ep_layers.at(r.layer).counts;
+    case OpRef::Slot::ep_residual: return ep_layers.at(r.layer).residual;
+    case OpRef::Slot::ep_dispatch: return ep_layers.at(r.layer).chunks->at(r.part).dispatch;
+    case OpRef::Slot::ep_expert: return ep_layers.at(r.layer).chunks->at(r.part).expert;
+    case OpRef::Slot::ep_combine: return ep_layers.at(r.layer).chunks->at(r.part).combine;
+    case OpRef::Slot::ep_tail: return ep_tail;
+    case OpRef::Slot::tp_attention: return stage_layers.at(r.layer).attention;
+    case OpRef::Slot::tp_attention_allreduce: return stage_layers.at(r.layer).attention_allreduce;
+    case OpRef::Slot::tp_attention_residual: return stage_layers.at(r.layer).attention_residual;
+    case OpRef::Slot::tp_gate: return stage_layers.at(r.layer).gate;
+    case OpRef::Slot::tp_expert: return stage_layers.at(r.layer).expert;
+    case OpRef::Slot::tp_moe_allreduce: return stage_layers.at(r.layer).moe_allreduce;
+    case OpRef::Slot::tp_moe_residual: return stage_layers.at(r.layer).moe_residual;
+    case OpRef::Slot::tp_pp_hop: return pp_hop;
+    case OpRef::Slot::tp_stage_input: return stage_input;
+    case OpRef::Slot::tp_stage_output: return stage_output;
+    case OpRef::Slot::tp_feedback: return feedback;
+    case OpRef::Slot::tp_feedback_send: return feedback_send;
+  }
+  return ep_tail;  // not reached: every slot is listed
+}
+
 // Fills s.stage_costs, s.ops and s.outside_ops from s.schedule and the step's ops: the one place that
 // says which op each kind of stage runs. The cost model calls it for every step it builds; a caller
 // that replaces a step's schedule by another stage list calls it again (serialized() keeps the list).

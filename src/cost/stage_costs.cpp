@@ -11,32 +11,6 @@ namespace moe {
 
 using Slot = OpRef::Slot;
 
-const Op& StepCost::op(const OpRef& r) const {
-  switch (r.slot) {
-    case Slot::ep_attention: return ep_layers.at(r.layer).attention;
-    case Slot::ep_gate: return ep_layers.at(r.layer).gate;
-    case Slot::ep_counts: return ep_layers.at(r.layer).counts;
-    case Slot::ep_residual: return ep_layers.at(r.layer).residual;
-    case Slot::ep_dispatch: return ep_layers.at(r.layer).chunks->at(r.part).dispatch;
-    case Slot::ep_expert: return ep_layers.at(r.layer).chunks->at(r.part).expert;
-    case Slot::ep_combine: return ep_layers.at(r.layer).chunks->at(r.part).combine;
-    case Slot::ep_tail: return ep_tail;
-    case Slot::tp_attention: return stage_layers.at(r.layer).attention;
-    case Slot::tp_attention_allreduce: return stage_layers.at(r.layer).attention_allreduce;
-    case Slot::tp_attention_residual: return stage_layers.at(r.layer).attention_residual;
-    case Slot::tp_gate: return stage_layers.at(r.layer).gate;
-    case Slot::tp_expert: return stage_layers.at(r.layer).expert;
-    case Slot::tp_moe_allreduce: return stage_layers.at(r.layer).moe_allreduce;
-    case Slot::tp_moe_residual: return stage_layers.at(r.layer).moe_residual;
-    case Slot::tp_pp_hop: return pp_hop;
-    case Slot::tp_stage_input: return stage_input;
-    case Slot::tp_stage_output: return stage_output;
-    case Slot::tp_feedback: return feedback;
-    case Slot::tp_feedback_send: return feedback_send;
-  }
-  throw Error("cost model: unknown op slot");
-}
-
 namespace {
 
 OpUse use(Slot slot, int layer, int part, OpPart what = OpPart::all, double share = 1) {
@@ -77,6 +51,7 @@ StageCost ep_stage(const StepCost& s, const Stage& st, int64_t total_rows) {
 void attach_ep(StepCost& s) {
   int64_t total_rows = 0;
   for (const PartRows& p : s.schedule.parts) total_rows += p.rows;
+  s.stage_costs.reserve(s.schedule.stages.size());
   for (const Stage& st : s.schedule.stages) s.stage_costs.push_back(ep_stage(s, st, total_rows));
   for (int l = 0; l < static_cast<int>(s.ep_layers.size()); ++l) {
     for (Slot slot : {Slot::ep_attention, Slot::ep_gate, Slot::ep_residual, Slot::ep_counts}) s.ops.push_back({{slot, l, -1}, 1});
@@ -110,6 +85,7 @@ StageCost tp_pp_stage(const StepCost& s, const Stage& st) {
 // An occurrence of a per-micro-batch op is every pipeline stage doing it once (its all-ranks totals
 // cover every stage): the step runs it once per micro-batch.
 void attach_tp_pp(StepCost& s) {
+  s.stage_costs.reserve(s.schedule.stages.size());
   for (const Stage& st : s.schedule.stages) s.stage_costs.push_back(tp_pp_stage(s, st));
   const double M = s.microbatches;
   for (int l = 0; l < static_cast<int>(s.stage_layers.size()); ++l)
