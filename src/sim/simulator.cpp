@@ -1,10 +1,9 @@
-// Kernel and communication durations and the step schedules (see simulator.hpp). Every duration is a
-// max over resources (roofline) plus fixed latencies; nothing is a fixed percentage of anything.
-// What a stage costs comes from the step (StepCost::stage_costs, one per schedule stage, attached by
-// the cost model): a stage's duration is the time of the ops it runs; the roofline and the work of all
-// ranks sum the step's op list (StepCost::ops, outside_ops). Nothing here says which op a kind of
-// stage runs.
+// The step schedules (see simulator.hpp), timed with the durations of durations.hpp. What a stage
+// costs comes from the step (StepCost::stage_costs, one per schedule stage, attached by the cost
+// model): a stage's duration is the time of the ops it runs; the roofline and the work of all ranks
+// sum the step's op list (StepCost::ops, outside_ops). Nothing here says which op a kind of stage runs.
 #include "sim/simulator.hpp"
+#include "sim/durations.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -14,76 +13,7 @@
 
 namespace moe {
 
-namespace {
-
-bool is_host(KernelKind k) { return k == KernelKind::host_route || k == KernelKind::host_plan; }
-bool is_transfer(KernelKind k) { return k == KernelKind::upload || k == KernelKind::download; }
-
-double ceil_log2(int n) { return n <= 1 ? 0.0 : std::ceil(std::log2(double(n))); }
-
-// GB/s -> bytes per millisecond
-double per_ms(double gb_s) { return gb_s * 1e6; }
-
-}  // namespace
-
-std::string PhaseRoofline::bound() const {
-  const double m = std::max({compute_ms, memory_ms, network_ms});
-  if (m <= 0) return overhead_ms > 0 ? "overhead" : "none";
-  if (overhead_ms > m) return "overhead";
-  if (m == network_ms) return "network";
-  return m == compute_ms ? "compute" : "memory";
-}
-
-double PhaseRoofline::ratio() const {
-  std::array<double, 3> v{compute_ms, memory_ms, network_ms};
-  std::sort(v.begin(), v.end());
-  if (v[2] <= 0) return 0;
-  return v[1] > 0 ? v[2] / v[1] : std::numeric_limits<double>::infinity();
-}
-
-double kernel_ms(const Kernel& k, const HardwareProfile& hw) {
-  if (is_host(k.kind)) return k.items * hw.ns_per_item(k.kind) * 1e-6;
-  if (k.kind == KernelKind::gemm && !hw.gemm_table.empty()) {
-    const double per_launch = hw.gemm_table_ms(k.m, k.k, k.n);  // measured, launch cost included
-    if (per_launch >= 0) return k.launches * per_launch;
-  }
-  const double launch = k.launches * hw.kernel_overhead_us * 1e-3;
-  if (is_transfer(k.kind)) return launch + k.bytes / per_ms(hw.gb_s(k.kind)) + (k.host_sync ? hw.host_sync_us * 1e-3 : 0);
-  const double compute = k.flops > 0 ? k.flops / (hw.tflops(k.kind) * 1e9) : 0;
-  const double memory = k.bytes / per_ms(hw.gb_s(k.kind));
-  return launch + std::max(compute, memory) + (k.host_sync ? hw.host_sync_us * 1e-3 : 0);
-}
-
-double comm_ms(const CommCost& c, const HardwareProfile& hw) {
-  if (c.kind == CommKind::none || c.group_size <= 1) return 0;
-  const LinkProfile& slow = c.crosses_nodes ? hw.inter_node : hw.intra_node;
-  const double alpha = slow.latency_us * 1e-3;
-  auto busiest_link_ms = [&] {
-    if (!c.links) return 0.0;
-    return std::max(c.links->max_port() * c.scale / per_ms(hw.intra_node.achievable_gb_s()),
-                    c.links->max_nic() * c.scale / per_ms(hw.inter_node.achievable_gb_s()));
-  };
-  switch (c.kind) {
-    case CommKind::all_to_all:
-      // One round: the busiest link (sent or received, per NVLink port or NIC) decides.
-      return alpha + c.peers * hw.alltoall_per_peer_us * 1e-3 + busiest_link_ms();
-    case CommKind::all_reduce: {
-      // Latency of a tree (small messages), bandwidth of a ring: 2(n-1)/n of the buffer per link.
-      const double n = c.group_size;
-      const double bus = hw.allreduce_gb_s > 0 && !c.crosses_nodes ? hw.allreduce_gb_s : slow.achievable_gb_s();
-      return alpha + 2 * ceil_log2(c.group_size) * hw.collective_hop_us * 1e-3 + 2 * (n - 1) / n * c.payload_bytes / per_ms(bus);
-    }
-    case CommKind::p2p:
-      return alpha + busiest_link_ms();
-    case CommKind::control: {
-      const double one = c.peers > 0 ? alpha + c.peers * hw.alltoall_per_peer_us * 1e-3
-                                     : alpha + 2 * ceil_log2(c.group_size) * hw.collective_hop_us * 1e-3;
-      return c.repeats * one;
-    }
-    case CommKind::none: break;
-  }
-  return 0;
-}
+using namespace sim_detail;
 
 namespace {
 
@@ -100,11 +30,13 @@ double work_all_ranks_ms(const Op& op, const HardwareProfile& hw, int ranks) {
   for (const Kernel& k : op.kernels_all_ranks) t += kernel_ms(k, hw);
   return t;
 }
-double kernels_ms(const Op& op, const HardwareProfile& hw) { return work_ms(op, hw) + comm_ms(op.control, hw); }
-double op_ms(const Op& op, const HardwareProfile& hw) { return kernels_ms(op, hw) + comm_ms(op.comm, hw); }
+
+double kernels_ms(const Op& op, StepRates& r) { return work_ms(op, r.hw) + r.comm(op.control); }
+double op_ms(const Op& op, StepRates& r) { return kernels_ms(op, r) + r.comm(op.comm); }
 
 // Adds an op's time split to its phase's roofline (`times` occurrences on the critical rank).
-void add_roofline(StepTiming& t, const Op& op, const HardwareProfile& hw, double times) {
+void add_roofline(StepTiming& t, const Op& op, StepRates& rates, double times) {
+  const HardwareProfile& hw = rates.hw;
   PhaseRoofline& r = t.roofline[static_cast<int>(op.phase)];
   for (const Kernel& k : op.kernels) {
     if (is_host(k.kind) || is_transfer(k.kind)) {
@@ -115,7 +47,7 @@ void add_roofline(StepTiming& t, const Op& op, const HardwareProfile& hw, double
     r.memory_ms += times * k.bytes / per_ms(hw.gb_s(k.kind));
     r.overhead_ms += times * (k.launches * hw.kernel_overhead_us * 1e-3 + (k.host_sync ? hw.host_sync_us * 1e-3 : 0));
   }
-  r.network_ms += times * (comm_ms(op.control, hw) + comm_ms(op.comm, hw));
+  r.network_ms += times * (rates.comm(op.control) + rates.comm(op.comm));
 }
 
 // In-order queues on two resources (compute stream, network) with dependencies between tasks.
@@ -157,23 +89,23 @@ double run_queues(std::vector<Task>& tasks, const std::vector<std::vector<int>>&
 }
 
 // Time of what a stage runs of an op, and the communication in it.
-double use_ms(const Op& op, const OpUse& u, const HardwareProfile& hw) {
+double use_ms(const Op& op, const OpUse& u, StepRates& r) {
   switch (u.part) {
-    case OpPart::all: return op_ms(op, hw) * u.share;
-    case OpPart::kernels: return kernels_ms(op, hw) * u.share;
-    case OpPart::comm: return comm_ms(op.comm, hw) * u.share;
+    case OpPart::all: return op_ms(op, r) * u.share;
+    case OpPart::kernels: return kernels_ms(op, r) * u.share;
+    case OpPart::comm: return r.comm(op.comm) * u.share;
   }
   return 0;
 }
-double use_comm_ms(const Op& op, const OpUse& u, const HardwareProfile& hw) {
-  return u.part == OpPart::kernels ? 0.0 : comm_ms(op.comm, hw) * u.share;
+double use_comm_ms(const Op& op, const OpUse& u, StepRates& r) {
+  return u.part == OpPart::kernels ? 0.0 : r.comm(op.comm) * u.share;
 }
 
 // Roofline of the step's ops (each as often as the step runs it): the ops of the stages, then those
 // outside any stage.
-void add_step_roofline(StepTiming& t, const StepCost& s, const HardwareProfile& hw) {
+void add_step_roofline(StepTiming& t, const StepCost& s, StepRates& r) {
   for (const std::vector<OpCount>* list : {&s.ops, &s.outside_ops})
-    for (const OpCount& o : *list) add_roofline(t, s.op(o.op), hw, o.times);
+    for (const OpCount& o : *list) add_roofline(t, s.op(o.op), r, o.times);
 }
 
 // The step's costed stages as tasks: stages on the compute stream on resource 0 (host work, kernels,
@@ -185,7 +117,7 @@ struct StageTasks {
   std::vector<std::vector<int>> queues = std::vector<std::vector<int>>(2);
 };
 
-StageTasks stage_tasks(const StepCost& s, const HardwareProfile& hw, StepTiming& t) {
+StageTasks stage_tasks(const StepCost& s, StepRates& r, StepTiming& t) {
   MOE_REQUIRE(s.stage_costs.size() == s.schedule.stages.size(), "simulator: the step's stages are not costed");
   StageTasks out;
   for (size_t i = 0; i < s.schedule.stages.size(); ++i) {
@@ -194,7 +126,7 @@ StageTasks stage_tasks(const StepCost& s, const HardwareProfile& hw, StepTiming&
     double d = 0;
     for (const OpUse& u : c) {
       const Op& op = s.op(u.op);
-      const double ms = use_ms(op, u, hw);
+      const double ms = use_ms(op, u, r);
       if (!c.communication) t.phase_max_ms[static_cast<int>(op.phase)] += ms;
       d += ms;
     }
@@ -221,8 +153,9 @@ double work_all_ranks_ms(const StepCost& s, const HardwareProfile& hw) {
 StepTiming simulate_ep(const StepCost& s, const HardwareProfile& hw) {
   StepTiming t;
   MOE_REQUIRE(!s.schedule.stages.empty(), "simulator: ep step without a schedule");
-  StageTasks st = stage_tasks(s, hw, t);
-  add_step_roofline(t, s, hw);
+  StepRates rates(hw);
+  StageTasks st = stage_tasks(s, rates, t);
+  add_step_roofline(t, s, rates);
   t.busy_all_ranks_ms = work_all_ranks_ms(s, hw);
   const double end = run_queues(st.tasks, st.queues, 0, nullptr);
   std::vector<Interval> comm, work, all;
@@ -239,7 +172,7 @@ StepTiming simulate_ep(const StepCost& s, const HardwareProfile& hw) {
   for (size_t i = 0; i < st.tasks.size(); ++i)
     if (s.stage_costs[i].communication) phase(s.stage_costs[i].phase) += exposed[i];
   double tail = 0;
-  for (const OpCount& o : s.outside_ops) tail += o.times * op_ms(s.op(o.op), hw);
+  for (const OpCount& o : s.outside_ops) tail += o.times * op_ms(s.op(o.op), rates);
   phase(Phase::other) += tail;
   t.time_ms = end + tail;
   t.phase_mean_ms = t.phase_max_ms;  // expected routing: ranks differ only by replica shares
@@ -255,7 +188,7 @@ struct MicroBatch {
   double compute = 0, comm = 0, hop = 0;
 };
 
-MicroBatch micro_batch(const StepCost& s, const HardwareProfile& hw) {
+MicroBatch micro_batch(const StepCost& s, StepRates& r) {
   MOE_REQUIRE(s.stage_costs.size() == s.schedule.stages.size(), "simulator: the step's stages are not costed");
   MicroBatch mb;
   for (size_t i = 0; i < s.schedule.stages.size(); ++i) {
@@ -263,14 +196,14 @@ MicroBatch micro_batch(const StepCost& s, const HardwareProfile& hw) {
     if (st.part != 0) continue;
     for (const OpUse& u : s.stage_costs[i]) {
       const Op& op = s.op(u.op);
-      const double d = use_ms(op, u, hw);
+      const double d = use_ms(op, u, r);
       if (st.stream != Stream::compute) {
         mb.hop += d;
         continue;
       }
       mb.phases[static_cast<int>(op.phase)] += d;
       mb.compute += d;
-      mb.comm += use_comm_ms(op, u, hw);
+      mb.comm += use_comm_ms(op, u, r);
     }
   }
   return mb;
@@ -284,12 +217,13 @@ MicroBatch micro_batch(const StepCost& s, const HardwareProfile& hw) {
 StepTiming simulate_tp_pp(const StepCost& s, const HardwareProfile& hw) {
   StepTiming t;
   const int P = s.stages, M = s.microbatches;
-  const MicroBatch mb = micro_batch(s, hw);
+  StepRates rates(hw);
+  const MicroBatch mb = micro_batch(s, rates);
   const std::array<double, kNumPhases>& per_mb = mb.phases;
   const double mb_compute = mb.compute, mb_comm = mb.comm, hop = mb.hop;
-  add_step_roofline(t, s, hw);
-  const double in_copy = op_ms(s.stage_input, hw), out_copy = op_ms(s.stage_output, hw);
-  const double fb = op_ms(s.feedback, hw), fb_send = comm_ms(s.feedback_send.comm, hw);
+  add_step_roofline(t, s, rates);
+  const double in_copy = op_ms(s.stage_input, rates), out_copy = op_ms(s.stage_output, rates);
+  const double fb = op_ms(s.feedback, rates), fb_send = rates.comm(s.feedback_send.comm);
 
   const bool posted = s.schedule.posted_transfers;
   std::vector<double> free(P, 0.0), ready(P, 0.0), pp(P, 0.0), other(P, 0.0), send_free(P, 0.0);
