@@ -70,13 +70,13 @@ void CostTotals::add_op(const Op& op, double times) {
     links.add_scaled(*op.comm.links, op.comm.scale * times);
 }
 
+// Every op of the step as often as the step runs it (each occurrence stands for all the ranks that
+// run it): the ops of the costed stages, then those outside any stage.
 CostTotals CostModel::totals(const StepCost& s) const {
   CostTotals t;
   t.links = LinkLoads(topo_, nics_);
-  switch (s.kind) {
-    case StrategyKind::ep: add_ep_totals(s, t); break;
-    case StrategyKind::tp_pp: add_tp_pp_totals(s, t); break;
-  }
+  for (const std::vector<OpCount>* list : {&s.ops, &s.outside_ops})
+    for (const OpCount& o : *list) t.add_op(s.op(o.op), o.times);
   return t;
 }
 

@@ -1,9 +1,15 @@
-// Cost of every phase of a tp_pp or ep step: FLOPs, device-memory bytes and bytes per link, from the
-// config, the placement and an expected routing. It mirrors the kernels and messages the strategies
-// issue (tp_pp.cpp, ep.cpp, blocks.cpp), so its FLOPs and counted link bytes equal the runtime's.
-// Each kind's steps are built in its own file (tp_pp_cost.cpp, ep_cost.cpp).
+// Cost of a tp_pp or ep step: FLOPs, device-memory bytes and bytes per link, from the config, the
+// placement and an expected routing. It mirrors the kernels and messages the strategies issue
+// (tp_pp.cpp, ep.cpp, blocks.cpp), so its FLOPs and counted link bytes equal the runtime's.
+// Each kind's ops are built in its own file (tp_pp_cost.cpp, ep_cost.cpp) and stored once per step
+// (EpLayerCost / TpPpLayerCost and the step's own ops; ep part ops shared between steps). The step
+// then attaches to every stage of its schedule a StageCost (stage_costs.cpp): which ops the stage
+// runs (kernels, communication or both, and what share), so that the simulator's tasks, the totals
+// and the roofline read the costed stages and the step's op list (StepCost::ops, outside_ops)
+// without restating which stage runs what.
 #pragma once
 #include <array>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -100,7 +106,7 @@ struct EpChunkCost {
 struct EpLayerCost {
   Op attention;                     // empty when model.attention is false; every part's together
   Op gate;                          // gate GEMM and routing on the host, every part's together
-  CommCost counts;                  // the layer's count exchange(s) (control)
+  Op counts;                        // comm: the layer's count exchange(s) (control), phase dispatch
   // One entry per part of the step's schedule; shared between steps with the same routing.
   std::shared_ptr<const std::vector<EpChunkCost>> chunks;
   Op residual;                      // y = h + MoE(rms(h)), every part's together, outside any phase
@@ -111,6 +117,45 @@ struct EpLayerCost {
 struct TpPpLayerCost {
   Op attention, attention_allreduce, attention_residual;  // empty when model.attention is false
   Op gate, expert, moe_allreduce, moe_residual;
+};
+
+// An op of a step by where the step stores it (StepCost::op resolves it), so that copies of a step
+// stay valid and the ep part ops shared between steps are not copied. layer: the model layer (ep) or
+// the stage's layer (tp_pp); part: the ep part.
+struct OpRef {
+  enum class Slot : uint8_t {
+    ep_attention, ep_gate, ep_counts, ep_residual, ep_dispatch, ep_expert, ep_combine, ep_tail,
+    tp_attention, tp_attention_allreduce, tp_attention_residual, tp_gate, tp_expert, tp_moe_allreduce, tp_moe_residual,
+    tp_pp_hop, tp_stage_input, tp_stage_output, tp_feedback, tp_feedback_send,
+  };
+  Slot slot = Slot::ep_tail;
+  int layer = -1;
+  int part = -1;
+};
+
+// What a stage runs of an op: all of it, its kernels (with its host control collectives) or its
+// communication, `share` of it (an ep part's rows over the step's, for work done per part).
+enum class OpPart : uint8_t { all, kernels, comm };
+struct OpUse {
+  OpRef op;
+  OpPart part = OpPart::all;
+  double share = 1;
+};
+
+// The cost of one stage of the step's schedule: the ops it runs, in order (at most two).
+struct StageCost {
+  Phase phase = Phase::other;   // the first op's phase: where a transfer's exposed time counts
+  bool communication = false;   // a transfer (its time is communication, not compute)
+  int count = 0;
+  std::array<OpUse, 2> uses{};
+  const OpUse* begin() const { return uses.data(); }
+  const OpUse* end() const { return uses.data() + count; }
+};
+
+// An op and the number of times the step runs it (each occurrence covers every rank that runs it).
+struct OpCount {
+  OpRef op;
+  double times = 1;
 };
 
 struct StepCost {
@@ -130,7 +175,48 @@ struct StepCost {
   Op pp_hop;            // one micro-batch to the next stage (comm over every stage boundary)
   Op feedback;          // last stage: gather of last rows and rms
   Op feedback_send;     // last stage -> stage 0 (comm)
+
+  // The costed schedule (attach_stage_costs): one entry per schedule stage (tp_pp: pipeline stage 0's,
+  // whose micro-batches run the per-micro-batch ops).
+  std::vector<StageCost> stage_costs;
+  // Every op of the step once, with its occurrences: the ops the stages run, then the ops outside any
+  // stage (ep: the next decode input; tp_pp: the stage input and output copies, the feedback). Totals
+  // and rooflines sum these.
+  std::vector<OpCount> ops;
+  std::vector<OpCount> outside_ops;
+  const Op& op(const OpRef& r) const;
 };
+
+inline const Op& StepCost::op(const OpRef& r) const {
+  switch (r.slot) {
+    case OpRef::Slot::ep_attention: return ep_layers.at(r.layer).attention;
+    case OpRef::Slot::ep_gate: return ep_layers.at(r.layer).gate;
+    case OpRef::Slot::ep_counts: return ep_layers.at(r.layer).counts;
+    case OpRef::Slot::ep_residual: return ep_layers.at(r.layer).residual;
+    case OpRef::Slot::ep_dispatch: return ep_layers.at(r.layer).chunks->at(r.part).dispatch;
+    case OpRef::Slot::ep_expert: return ep_layers.at(r.layer).chunks->at(r.part).expert;
+    case OpRef::Slot::ep_combine: return ep_layers.at(r.layer).chunks->at(r.part).combine;
+    case OpRef::Slot::ep_tail: return ep_tail;
+    case OpRef::Slot::tp_attention: return stage_layers.at(r.layer).attention;
+    case OpRef::Slot::tp_attention_allreduce: return stage_layers.at(r.layer).attention_allreduce;
+    case OpRef::Slot::tp_attention_residual: return stage_layers.at(r.layer).attention_residual;
+    case OpRef::Slot::tp_gate: return stage_layers.at(r.layer).gate;
+    case OpRef::Slot::tp_expert: return stage_layers.at(r.layer).expert;
+    case OpRef::Slot::tp_moe_allreduce: return stage_layers.at(r.layer).moe_allreduce;
+    case OpRef::Slot::tp_moe_residual: return stage_layers.at(r.layer).moe_residual;
+    case OpRef::Slot::tp_pp_hop: return pp_hop;
+    case OpRef::Slot::tp_stage_input: return stage_input;
+    case OpRef::Slot::tp_stage_output: return stage_output;
+    case OpRef::Slot::tp_feedback: return feedback;
+    case OpRef::Slot::tp_feedback_send: return feedback_send;
+  }
+  return ep_tail;  // not reached: every slot is listed
+}
+
+// Fills s.stage_costs, s.ops and s.outside_ops from s.schedule and the step's ops: the one place that
+// says which op each kind of stage runs. The cost model calls it for every step it builds; a caller
+// that replaces a step's schedule by another stage list calls it again (serialized() keeps the list).
+void attach_stage_costs(StepCost& s);
 
 // Assignments per local token of each source rank: [L][G][E] (a source's row sums to at most top_k).
 using SourceAssignments = std::vector<std::vector<std::vector<double>>>;
@@ -203,7 +289,6 @@ class CostModel {
   StepCost step_tp_pp(int new_len, int past_len) const;
   TpPpLayerCost tp_pp_layer(const StepCost& s, int layer, const CommCost& allreduce) const;
   Op tp_pp_experts(const StepCost& s, int layer) const;
-  void add_tp_pp_totals(const StepCost& s, CostTotals& t) const;
   // ep (ep_cost.cpp): a step, one layer (`local_seqs` sequences per rank), the parts of a layer with
   // flows `route` under the step's schedule, and one part's dispatch, experts and combine (n rows per rank).
   StepCost step_ep(int new_len, int past_len) const;
@@ -213,7 +298,6 @@ class CostModel {
   Op ep_dispatch(const EpRouting& route, double n) const;
   Op ep_experts(const EpRouting& route, double n, int64_t local_seqs) const;
   Op ep_combine(const EpRouting& route, double n) const;
-  void add_ep_totals(const StepCost& s, CostTotals& t) const;
   // Flows of one layer for a step of `step_tokens` tokens, `rows` per source rank (step index as in
   // step_source_assignments).
   std::shared_ptr<const EpRouting> ep_routing(int layer, int step_idx, int64_t rows, int64_t step_tokens) const;

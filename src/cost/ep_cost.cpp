@@ -30,6 +30,7 @@ StepCost CostModel::step_ep(int new_len, int past_len) const {
                        elementwise(KernelKind::gather, seq_elems, seq_elems, eb),
                        elementwise(KernelKind::rms_norm, seq_elems, seq_elems, eb)};
   replicate(s.ep_tail, G);
+  attach_stage_costs(s);
   return s;
 }
 
@@ -58,8 +59,9 @@ EpLayerCost CostModel::ep_layer(const StepCost& s, int l, int step_idx, int64_t 
   // The layer's count exchange: every part's rows per (rank, slot) and the chosen and dropped
   // counts per expert to every peer; with a capacity, the chosen counts first in a round of their own.
   const double per_peer = double(s.schedule.parts.size()) * route->max_slots + 2.0 * m.experts;
-  L.counts = CommCost{CommKind::control, nullptr, 1, 8.0 * per_peer * G, G, G - 1, topo_.nodes() > 1,
-                      spec_.load_balancing.capacity_factor > 0 ? 2 : 1};
+  L.counts.phase = Phase::dispatch;
+  L.counts.comm = CommCost{CommKind::control, nullptr, 1, 8.0 * per_peer * G, G, G - 1, topo_.nodes() > 1,
+                           spec_.load_balancing.capacity_factor > 0 ? 2 : 1};
   CachedParts& cached = parts_[std::make_tuple(l, route.get(), s.new_len)];
   if (!cached.parts) cached = CachedParts{route, ep_parts(*route, s.schedule, local_seqs)};
   L.chunks = cached.parts;
@@ -153,21 +155,6 @@ Op CostModel::ep_combine(const EpRouting& route, double n) const {
     for (int r = 0; r < G; ++r) op.hbm_bytes_all_ranks += (n * route.sent_rows_of[r] + n) * d * eb;
   }
   return op;
-}
-
-// Every op of the step once (each stands for all the ranks that run it).
-void CostModel::add_ep_totals(const StepCost& s, CostTotals& t) const {
-  for (const EpLayerCost& L : s.ep_layers) {
-    t.add_op(L.attention, 1);
-    t.add_op(L.gate, 1);
-    for (const EpChunkCost& c : *L.chunks) {
-      t.add_op(c.dispatch, 1);
-      t.add_op(c.expert, 1);
-      t.add_op(c.combine, 1);
-    }
-    t.add_op(L.residual, 1);
-  }
-  t.add_op(s.ep_tail, 1);
 }
 
 }  // namespace moe

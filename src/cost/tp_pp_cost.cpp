@@ -77,6 +77,7 @@ StepCost CostModel::step_tp_pp(int new_len, int past_len) const {
                         elementwise(KernelKind::gather, double(batch) * d, double(batch) * d, eb),
                         elementwise(KernelKind::rms_norm, double(batch) * d, double(batch) * d, eb)};
   replicate(s.feedback, tp);
+  attach_stage_costs(s);
   return s;
 }
 
@@ -161,20 +162,6 @@ Op CostModel::tp_pp_experts(const StepCost& s, int layer) const {
     }
   }
   return op;
-}
-
-// An occurrence of a per-micro-batch op is every stage doing it once: the step has one per micro-batch.
-void CostModel::add_tp_pp_totals(const StepCost& s, CostTotals& t) const {
-  const double M = s.microbatches;
-  for (const TpPpLayerCost& L : s.stage_layers)
-    for (const Op* op : {&L.attention, &L.attention_allreduce, &L.attention_residual, &L.gate, &L.expert,
-                         &L.moe_allreduce, &L.moe_residual})
-      t.add_op(*op, M);
-  t.add_op(s.stage_input, M);
-  t.add_op(s.stage_output, M);
-  t.add_op(s.pp_hop, M);
-  t.add_op(s.feedback, 1);
-  t.add_op(s.feedback_send, 1);
 }
 
 }  // namespace moe

@@ -1,6 +1,9 @@
-// Kernel and communication durations and the step schedules (see simulator.hpp). Every duration is a
-// max over resources (roofline) plus fixed latencies; nothing is a fixed percentage of anything.
+// The step schedules (see simulator.hpp), timed with the durations of durations.hpp. What a stage
+// costs comes from the step (StepCost::stage_costs, one per schedule stage, attached by the cost
+// model): a stage's duration is the time of the ops it runs; the roofline and the work of all ranks
+// sum the step's op list (StepCost::ops, outside_ops). Nothing here says which op a kind of stage runs.
 #include "sim/simulator.hpp"
+#include "sim/durations.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -10,76 +13,7 @@
 
 namespace moe {
 
-namespace {
-
-bool is_host(KernelKind k) { return k == KernelKind::host_route || k == KernelKind::host_plan; }
-bool is_transfer(KernelKind k) { return k == KernelKind::upload || k == KernelKind::download; }
-
-double ceil_log2(int n) { return n <= 1 ? 0.0 : std::ceil(std::log2(double(n))); }
-
-// GB/s -> bytes per millisecond
-double per_ms(double gb_s) { return gb_s * 1e6; }
-
-}  // namespace
-
-std::string PhaseRoofline::bound() const {
-  const double m = std::max({compute_ms, memory_ms, network_ms});
-  if (m <= 0) return overhead_ms > 0 ? "overhead" : "none";
-  if (overhead_ms > m) return "overhead";
-  if (m == network_ms) return "network";
-  return m == compute_ms ? "compute" : "memory";
-}
-
-double PhaseRoofline::ratio() const {
-  std::array<double, 3> v{compute_ms, memory_ms, network_ms};
-  std::sort(v.begin(), v.end());
-  if (v[2] <= 0) return 0;
-  return v[1] > 0 ? v[2] / v[1] : std::numeric_limits<double>::infinity();
-}
-
-double kernel_ms(const Kernel& k, const HardwareProfile& hw) {
-  if (is_host(k.kind)) return k.items * hw.ns_per_item(k.kind) * 1e-6;
-  if (k.kind == KernelKind::gemm && !hw.gemm_table.empty()) {
-    const double per_launch = hw.gemm_table_ms(k.m, k.k, k.n);  // measured, launch cost included
-    if (per_launch >= 0) return k.launches * per_launch;
-  }
-  const double launch = k.launches * hw.kernel_overhead_us * 1e-3;
-  if (is_transfer(k.kind)) return launch + k.bytes / per_ms(hw.gb_s(k.kind)) + (k.host_sync ? hw.host_sync_us * 1e-3 : 0);
-  const double compute = k.flops > 0 ? k.flops / (hw.tflops(k.kind) * 1e9) : 0;
-  const double memory = k.bytes / per_ms(hw.gb_s(k.kind));
-  return launch + std::max(compute, memory) + (k.host_sync ? hw.host_sync_us * 1e-3 : 0);
-}
-
-double comm_ms(const CommCost& c, const HardwareProfile& hw) {
-  if (c.kind == CommKind::none || c.group_size <= 1) return 0;
-  const LinkProfile& slow = c.crosses_nodes ? hw.inter_node : hw.intra_node;
-  const double alpha = slow.latency_us * 1e-3;
-  auto busiest_link_ms = [&] {
-    if (!c.links) return 0.0;
-    return std::max(c.links->max_port() * c.scale / per_ms(hw.intra_node.achievable_gb_s()),
-                    c.links->max_nic() * c.scale / per_ms(hw.inter_node.achievable_gb_s()));
-  };
-  switch (c.kind) {
-    case CommKind::all_to_all:
-      // One round: the busiest link (sent or received, per NVLink port or NIC) decides.
-      return alpha + c.peers * hw.alltoall_per_peer_us * 1e-3 + busiest_link_ms();
-    case CommKind::all_reduce: {
-      // Latency of a tree (small messages), bandwidth of a ring: 2(n-1)/n of the buffer per link.
-      const double n = c.group_size;
-      const double bus = hw.allreduce_gb_s > 0 && !c.crosses_nodes ? hw.allreduce_gb_s : slow.achievable_gb_s();
-      return alpha + 2 * ceil_log2(c.group_size) * hw.collective_hop_us * 1e-3 + 2 * (n - 1) / n * c.payload_bytes / per_ms(bus);
-    }
-    case CommKind::p2p:
-      return alpha + busiest_link_ms();
-    case CommKind::control: {
-      const double one = c.peers > 0 ? alpha + c.peers * hw.alltoall_per_peer_us * 1e-3
-                                     : alpha + 2 * ceil_log2(c.group_size) * hw.collective_hop_us * 1e-3;
-      return c.repeats * one;
-    }
-    case CommKind::none: break;
-  }
-  return 0;
-}
+using namespace sim_detail;
 
 namespace {
 
@@ -96,11 +30,13 @@ double work_all_ranks_ms(const Op& op, const HardwareProfile& hw, int ranks) {
   for (const Kernel& k : op.kernels_all_ranks) t += kernel_ms(k, hw);
   return t;
 }
-double kernels_ms(const Op& op, const HardwareProfile& hw) { return work_ms(op, hw) + comm_ms(op.control, hw); }
-double op_ms(const Op& op, const HardwareProfile& hw) { return kernels_ms(op, hw) + comm_ms(op.comm, hw); }
+
+double kernels_ms(const Op& op, StepRates& r) { return work_ms(op, r.hw) + r.comm(op.control); }
+double op_ms(const Op& op, StepRates& r) { return kernels_ms(op, r) + r.comm(op.comm); }
 
 // Adds an op's time split to its phase's roofline (`times` occurrences on the critical rank).
-void add_roofline(StepTiming& t, const Op& op, const HardwareProfile& hw, double times) {
+void add_roofline(StepTiming& t, const Op& op, StepRates& rates, double times) {
+  const HardwareProfile& hw = rates.hw;
   PhaseRoofline& r = t.roofline[static_cast<int>(op.phase)];
   for (const Kernel& k : op.kernels) {
     if (is_host(k.kind) || is_transfer(k.kind)) {
@@ -111,7 +47,7 @@ void add_roofline(StepTiming& t, const Op& op, const HardwareProfile& hw, double
     r.memory_ms += times * k.bytes / per_ms(hw.gb_s(k.kind));
     r.overhead_ms += times * (k.launches * hw.kernel_overhead_us * 1e-3 + (k.host_sync ? hw.host_sync_us * 1e-3 : 0));
   }
-  r.network_ms += times * (comm_ms(op.control, hw) + comm_ms(op.comm, hw));
+  r.network_ms += times * (rates.comm(op.control) + rates.comm(op.comm));
 }
 
 // In-order queues on two resources (compute stream, network) with dependencies between tasks.
@@ -152,74 +88,62 @@ double run_queues(std::vector<Task>& tasks, const std::vector<std::vector<int>>&
   return *std::max_element(free.begin(), free.end());
 }
 
-// The ep step's stages as tasks: compute stages on resource 0 (host work, kernels, and the blocking
-// count exchange), dispatch and combine on resource 1 (the network), each with its duration and the
-// stages it waits for. Adds each compute stage's time to its phase in `t`.
+// Time of what a stage runs of an op, and the communication in it.
+double use_ms(const Op& op, const OpUse& u, StepRates& r) {
+  switch (u.part) {
+    case OpPart::all: return op_ms(op, r) * u.share;
+    case OpPart::kernels: return kernels_ms(op, r) * u.share;
+    case OpPart::comm: return r.comm(op.comm) * u.share;
+  }
+  return 0;
+}
+double use_comm_ms(const Op& op, const OpUse& u, StepRates& r) {
+  return u.part == OpPart::kernels ? 0.0 : r.comm(op.comm) * u.share;
+}
+
+// Roofline of the step's ops (each as often as the step runs it): the ops of the stages, then those
+// outside any stage.
+void add_step_roofline(StepTiming& t, const StepCost& s, StepRates& r) {
+  for (const std::vector<OpCount>* list : {&s.ops, &s.outside_ops})
+    for (const OpCount& o : *list) add_roofline(t, s.op(o.op), r, o.times);
+}
+
+// The step's costed stages as tasks: stages on the compute stream on resource 0 (host work, kernels,
+// blocking collectives such as the count exchange), the others on resource 1 (the network: transfers
+// share the links, so one queue), each with its duration and the stages it waits for. Adds each
+// compute stage's time to the phases of its ops in `t`.
 struct StageTasks {
   std::vector<Task> tasks;
   std::vector<std::vector<int>> queues = std::vector<std::vector<int>>(2);
-  std::vector<char> communication;   // [tasks] a transfer (its exposed part counts in its phase)
 };
 
-StageTasks ep_stage_tasks(const StepCost& s, const HardwareProfile& hw, StepTiming& t) {
-  const Schedule& sched = s.schedule;
-  int64_t total_rows = 0;
-  for (const PartRows& p : sched.parts) total_rows += p.rows;
-  auto share = [&](int part) { return part < 0 || total_rows == 0 ? 1.0 : double(sched.parts.at(part).rows) / double(total_rows); };
-  auto phase = [&](Phase p) -> double& { return t.phase_max_ms[static_cast<int>(p)]; };
+StageTasks stage_tasks(const StepCost& s, StepRates& r, StepTiming& t) {
+  MOE_REQUIRE(s.stage_costs.size() == s.schedule.stages.size(), "simulator: the step's stages are not costed");
   StageTasks out;
-  for (const Stage& st : sched.stages) {
-    const EpLayerCost& L = s.ep_layers.at(st.layer);
-    const EpChunkCost* ch = st.part >= 0 && st.part < static_cast<int>(L.chunks->size()) ? &(*L.chunks)[st.part] : nullptr;
+  for (size_t i = 0; i < s.schedule.stages.size(); ++i) {
+    const Stage& st = s.schedule.stages[i];
+    const StageCost& c = s.stage_costs[i];
     double d = 0;
-    int resource = 0;
-    switch (st.kind) {
-      case StageKind::attention: phase(Phase::attention) += d = op_ms(L.attention, hw) * share(st.part); break;
-      case StageKind::gate: phase(Phase::gate) += d = op_ms(L.gate, hw) * share(st.part); break;
-      case StageKind::counts: d = comm_ms(L.counts, hw); break;
-      case StageKind::pack: phase(Phase::dispatch) += d = kernels_ms(ch->dispatch, hw); break;
-      case StageKind::dispatch:
-        d = comm_ms(ch->dispatch.comm, hw);
-        resource = 1;
-        break;
-      case StageKind::experts: phase(Phase::expert) += d = kernels_ms(ch->expert, hw); break;
-      case StageKind::combine:
-        d = comm_ms(ch->combine.comm, hw);
-        resource = 1;
-        break;
-      case StageKind::unpack: {
-        const double residual = op_ms(L.residual, hw) * share(st.part);
-        phase(Phase::combine) += kernels_ms(ch->combine, hw);
-        phase(Phase::other) += residual;
-        d = kernels_ms(ch->combine, hw) + residual;
-        break;
-      }
-      default: MOE_REQUIRE(false, std::string("simulator: unexpected ep stage ") + stage_name(st.kind));
+    for (const OpUse& u : c) {
+      const Op& op = s.op(u.op);
+      const double ms = use_ms(op, u, r);
+      if (!c.communication) t.phase_max_ms[static_cast<int>(op.phase)] += ms;
+      d += ms;
     }
+    const int resource = st.stream == Stream::compute ? 0 : 1;
     out.queues[resource].push_back(static_cast<int>(out.tasks.size()));
     out.tasks.push_back({resource, d, st.after});
-    out.communication.push_back(is_communication(st.kind));
   }
   return out;
 }
 
-// Roofline of every op of an ep step, and the work of all ranks (for time-shared cores).
-void ep_roofline_and_work(const StepCost& s, const HardwareProfile& hw, StepTiming& t) {
-  double work_all = work_all_ranks_ms(s.ep_tail, hw, s.ranks);
-  for (const EpLayerCost& L : s.ep_layers) {
-    for (const Op* op : {&L.attention, &L.gate, &L.residual}) {
-      add_roofline(t, *op, hw, 1);
-      work_all += work_all_ranks_ms(*op, hw, s.ranks);
-    }
-    t.roofline[static_cast<int>(Phase::dispatch)].network_ms += comm_ms(L.counts, hw);
-    for (const EpChunkCost& ch : *L.chunks)
-      for (const Op* op : {&ch.dispatch, &ch.expert, &ch.combine}) {
-        add_roofline(t, *op, hw, 1);
-        work_all += work_all_ranks_ms(*op, hw, s.ranks);
-      }
-  }
-  add_roofline(t, s.ep_tail, hw, 1);
-  t.busy_all_ranks_ms = work_all;
+// The kernel and host work of every rank over the step (for time-shared cores): the ops outside any
+// stage, then the stages' ops.
+double work_all_ranks_ms(const StepCost& s, const HardwareProfile& hw) {
+  double work = 0;
+  for (const std::vector<OpCount>* list : {&s.outside_ops, &s.ops})
+    for (const OpCount& o : *list) work += o.times * work_all_ranks_ms(s.op(o.op), hw, s.ranks);
+  return work;
 }
 
 // Replays the step's schedule (schedule/schedule.hpp), the one the runtime executes: compute
@@ -228,14 +152,16 @@ void ep_roofline_and_work(const StepCost& s, const HardwareProfile& hw, StepTimi
 // intervals as in the runtime's spans.
 StepTiming simulate_ep(const StepCost& s, const HardwareProfile& hw) {
   StepTiming t;
-  MOE_REQUIRE(!s.schedule.stages.empty() && static_cast<int>(s.ep_layers.size()) > 0, "simulator: ep step without a schedule");
-  StageTasks st = ep_stage_tasks(s, hw, t);
-  ep_roofline_and_work(s, hw, t);
+  MOE_REQUIRE(!s.schedule.stages.empty(), "simulator: ep step without a schedule");
+  StepRates rates(hw);
+  StageTasks st = stage_tasks(s, rates, t);
+  add_step_roofline(t, s, rates);
+  t.busy_all_ranks_ms = work_all_ranks_ms(s, hw);
   const double end = run_queues(st.tasks, st.queues, 0, nullptr);
   std::vector<Interval> comm, work, all;
   for (size_t i = 0; i < st.tasks.size(); ++i) {
     const Interval iv{st.tasks[i].end - st.tasks[i].duration, st.tasks[i].end};
-    (st.communication[i] ? comm : work).push_back(iv);
+    (s.stage_costs[i].communication ? comm : work).push_back(iv);
     all.push_back(iv);
   }
   t.comm_ms = union_ms(comm);
@@ -244,14 +170,43 @@ StepTiming simulate_ep(const StepCost& s, const HardwareProfile& hw) {
   const std::vector<double> exposed = uncovered_each_ms(all, work);
   auto phase = [&](Phase p) -> double& { return t.phase_max_ms[static_cast<int>(p)]; };
   for (size_t i = 0; i < st.tasks.size(); ++i)
-    if (st.communication[i])
-      phase(s.schedule.stages[i].kind == StageKind::combine ? Phase::combine : Phase::dispatch) += exposed[i];
-  const double tail = op_ms(s.ep_tail, hw);
+    if (s.stage_costs[i].communication) phase(s.stage_costs[i].phase) += exposed[i];
+  double tail = 0;
+  for (const OpCount& o : s.outside_ops) tail += o.times * op_ms(s.op(o.op), rates);
   phase(Phase::other) += tail;
   t.time_ms = end + tail;
   t.phase_mean_ms = t.phase_max_ms;  // expected routing: ranks differ only by replica shares
   t.idle_max_ms = t.idle_mean_ms = std::max(0.0, end - union_ms(all));
   return t;
+}
+
+// One micro-batch on a pipeline stage, from the costed stages of micro-batch 0: the time of its
+// compute-stream stages (the blocking all-reduces included) per phase and in all, the communication
+// in them, and its transfer to the next stage.
+struct MicroBatch {
+  std::array<double, kNumPhases> phases{};
+  double compute = 0, comm = 0, hop = 0;
+};
+
+MicroBatch micro_batch(const StepCost& s, StepRates& r) {
+  MOE_REQUIRE(s.stage_costs.size() == s.schedule.stages.size(), "simulator: the step's stages are not costed");
+  MicroBatch mb;
+  for (size_t i = 0; i < s.schedule.stages.size(); ++i) {
+    const Stage& st = s.schedule.stages[i];
+    if (st.part != 0) continue;
+    for (const OpUse& u : s.stage_costs[i]) {
+      const Op& op = s.op(u.op);
+      const double d = use_ms(op, u, r);
+      if (st.stream != Stream::compute) {
+        mb.hop += d;
+        continue;
+      }
+      mb.phases[static_cast<int>(op.phase)] += d;
+      mb.compute += d;
+      mb.comm += use_comm_ms(op, u, r);
+    }
+  }
+  return mb;
 }
 
 // GPipe forward. With blocking transfers (overlap none; NCCL send/recv and large MPI messages complete
@@ -262,25 +217,13 @@ StepTiming simulate_ep(const StepCost& s, const HardwareProfile& hw) {
 StepTiming simulate_tp_pp(const StepCost& s, const HardwareProfile& hw) {
   StepTiming t;
   const int P = s.stages, M = s.microbatches;
-  std::array<double, kNumPhases> per_mb{};
-  double mb_compute = 0, mb_comm = 0;
-  for (const TpPpLayerCost& L : s.stage_layers)
-    for (const Op* op : {&L.attention, &L.attention_allreduce, &L.attention_residual, &L.gate, &L.expert,
-                         &L.moe_allreduce, &L.moe_residual}) {
-      const double d = op_ms(*op, hw);
-      per_mb[static_cast<int>(op->phase)] += d;
-      mb_compute += d;
-      mb_comm += comm_ms(op->comm, hw);
-      add_roofline(t, *op, hw, M);
-    }
-  const double in_copy = op_ms(s.stage_input, hw), out_copy = op_ms(s.stage_output, hw);
-  const double hop = comm_ms(s.pp_hop.comm, hw);
-  const double fb = op_ms(s.feedback, hw), fb_send = comm_ms(s.feedback_send.comm, hw);
-  add_roofline(t, s.stage_input, hw, M);
-  add_roofline(t, s.stage_output, hw, M);
-  add_roofline(t, s.pp_hop, hw, M);
-  add_roofline(t, s.feedback, hw, 1);
-  add_roofline(t, s.feedback_send, hw, 1);
+  StepRates rates(hw);
+  const MicroBatch mb = micro_batch(s, rates);
+  const std::array<double, kNumPhases>& per_mb = mb.phases;
+  const double mb_compute = mb.compute, mb_comm = mb.comm, hop = mb.hop;
+  add_step_roofline(t, s, rates);
+  const double in_copy = op_ms(s.stage_input, rates), out_copy = op_ms(s.stage_output, rates);
+  const double fb = op_ms(s.feedback, rates), fb_send = rates.comm(s.feedback_send.comm);
 
   const bool posted = s.schedule.posted_transfers;
   std::vector<double> free(P, 0.0), ready(P, 0.0), pp(P, 0.0), other(P, 0.0), send_free(P, 0.0);

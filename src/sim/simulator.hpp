@@ -40,7 +40,8 @@ double kernel_ms(const Kernel& k, const HardwareProfile& hw);
 double comm_ms(const CommCost& c, const HardwareProfile& hw);
 
 // Times one step by replaying its schedule (StepCost::schedule, the one the runtime executes) with a
-// duration per stage: what overlaps is the strategy's overlap mode, on every backend.
+// duration per stage from its cost (StepCost::stage_costs): what overlaps is the strategy's overlap
+// mode, on every backend.
 StepTiming simulate_step(const StepCost& s, const HardwareProfile& hw);
 
 }  // namespace moe

@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <map>
+#include <tuple>
 #include <random>
 
 #include "core/config.hpp"
@@ -298,4 +300,42 @@ TEST_CASE("cost model: per-step source assignments pick each step's routing", "[
   short_steps.routing.step_source_assignments = {local};
   const moe::CostModel s(c, c.strategies[1], short_steps);
   CHECK_THROWS_AS(s.decode(0), moe::Error);
+}
+
+TEST_CASE("cost model: every stage is costed and the stages run each op of the step as often as it counts", "[cost]") {
+  moe::Config c = tiny();
+  c.workload.batch_sequences = 8;
+  c.strategies[1].chunks = 2;
+  for (const std::string overlap : {"none", "chunked", "two_batch"}) {
+    c.strategies[1].overlap = overlap;
+    c.strategies[1].immediate_routing = overlap == "chunked";
+    for (const moe::StrategyConfig& spec : c.strategies) {
+      const moe::CostModel m(c, spec, fp32());
+      for (const moe::StepCost& s : {m.prefill(), m.decode(1)}) {
+        INFO(spec.name << " overlap " << overlap << " new_len " << s.new_len);
+        REQUIRE(s.stage_costs.size() == s.schedule.stages.size());
+        // Shares of every op's kernels and communication the stages run, by (slot, layer, part).
+        std::map<std::tuple<int, int, int>, std::pair<double, double>> used;
+        for (size_t i = 0; i < s.stage_costs.size(); ++i) {
+          const moe::StageCost& sc = s.stage_costs[i];
+          REQUIRE(sc.count >= 1);
+          CHECK(sc.communication == moe::is_communication(s.schedule.stages[i].kind));
+          for (const moe::OpUse& u : sc) {
+            auto& [kernels, comm] = used[{static_cast<int>(u.op.slot), u.op.layer, u.op.part}];
+            if (u.part != moe::OpPart::comm) kernels += u.share;
+            if (u.part != moe::OpPart::kernels) comm += u.share;
+          }
+        }
+        // tp_pp: the schedule is one pipeline stage's, whose micro-batches each run the op once.
+        for (const moe::OpCount& o : s.ops) {
+          const moe::Op& op = s.op(o.op);
+          const auto u = used[{static_cast<int>(o.op.slot), o.op.layer, o.op.part}];
+          if (!op.kernels.empty()) CHECK(u.first == Approx(o.times));
+          if (op.comm.kind != moe::CommKind::none) CHECK(u.second == Approx(o.times));
+        }
+        for (const moe::OpCount& o : s.outside_ops)
+          CHECK(used.count({static_cast<int>(o.op.slot), o.op.layer, o.op.part}) == 0);
+      }
+    }
+  }
 }

@@ -95,9 +95,14 @@ TEST_CASE("simulator: GPipe schedule has (M + P - 1) stage slots", "[sim]") {
   s.kind = moe::StrategyKind::tp_pp;
   s.stages = 2;
   s.microbatches = 4;
+  moe::StrategyConfig spec;
+  spec.kind = "tp_pp";
+  spec.microbatches = 4;
+  s.schedule = moe::build_tp_pp_schedule(spec, 0, 2, 1, false);
   moe::TpPpLayerCost L;
   L.expert = copy_op(moe::Phase::expert, 1.0);  // 1 ms per micro-batch per stage
   s.stage_layers.push_back(L);
+  moe::attach_stage_costs(s);
   const moe::StepTiming t = moe::simulate_step(s, unit_profile());
   CHECK(t.time_ms == Approx(5.0));
   CHECK(t.phase_max_ms[static_cast<int>(moe::Phase::expert)] == Approx(4.0));
@@ -137,6 +142,7 @@ TEST_CASE("simulator: EP chunks overlap dispatch, experts and combine", "[sim]")
   }
   L.chunks = parts;
   s.ep_layers.push_back(L);
+  moe::attach_stage_costs(s);
   const moe::HardwareProfile hw = unit_profile();
   const moe::StepTiming piped = moe::simulate_step(s, hw);
   moe::StepCost in_order = s;
@@ -154,6 +160,7 @@ TEST_CASE("simulator: EP chunks overlap dispatch, experts and combine", "[sim]")
   spec.overlap = "none";
   moe::StepCost none = s;
   none.schedule = moe::build_ep_schedule(spec, 1, false, 4, 1);
+  moe::attach_stage_costs(none);  // another stage order: the stages are costed again
   CHECK(moe::simulate_step(none, hw).time_ms == Approx(12.0));
 }
 
