@@ -79,9 +79,7 @@ int64_t ep_receive_rows(const Config& c, const StrategyConfig& s) {
   const int hosted = static_cast<int>(E >= s.ep ? (E + s.ep - 1) / s.ep : 1);
   const Schedule prefill = ep_step_schedule(c, s, c.workload.prompt_tokens);
   const Schedule decode = ep_step_schedule(c, s, 1);
-  int64_t prefill_rows = 1, decode_rows = 0;
-  for (const PartRows& p : prefill.parts) prefill_rows = std::max(prefill_rows, p.rows);
-  for (const PartRows& p : decode.parts) decode_rows = std::max(decode_rows, p.rows);
+  const int64_t prefill_rows = max_part_rows(prefill), decode_rows = max_part_rows(decode);
   const int64_t balanced = prefill_rows * k * s.expert_tp;
   if (!is_routing_distribution(c.workload.routing))
     return static_cast<int64_t>(std::ceil(double(balanced) * kGateReceiveHeadroom));

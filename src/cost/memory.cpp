@@ -121,9 +121,7 @@ MemoryEstimate estimate_ep(const Config& c, const Dims& x, const StrategyConfig&
   const Schedule prefill = ep_step_schedule(c, s, c.workload.prompt_tokens);
   const Schedule decode = ep_step_schedule(c, s, 1);
   const int64_t parts = int64_t(std::max(prefill.parts.size(), decode.parts.size()));
-  int64_t part_rows = 1;
-  for (const PartRows& p : prefill.parts) part_rows = std::max(part_rows, p.rows);
-  const int64_t a = part_rows * x.k * etp;
+  const int64_t a = max_part_rows(prefill) * x.k * etp;
   const int64_t received = ep_receive_rows(c, s);
   MemoryEstimate e;
   e.weights_bytes = x.L * (4 * x.d * x.HD + x.d * x.E + hosted * 2 * x.d * f_shard) * eb;

@@ -9,6 +9,12 @@
 
 namespace moe {
 
+int64_t max_part_rows(const Schedule& s) {
+  int64_t rows = 1;
+  for (const PartRows& p : s.parts) rows = std::max(rows, p.rows);
+  return rows;
+}
+
 OverlapMode parse_overlap(const std::string& s) {
   if (s == "none") return OverlapMode::none;
   if (s == "chunked") return OverlapMode::chunked;

@@ -66,6 +66,9 @@ struct Schedule {
   nlohmann::ordered_json summary() const;
 };
 
+// Rows of the step's largest part (at least 1): what per-part buffers are sized for.
+int64_t max_part_rows(const Schedule& s);
+
 // The same stages with every stage after its predecessor (program order): what the step would be
 // with nothing overlapped (mode none, same parts).
 Schedule serialized(const Schedule& s);

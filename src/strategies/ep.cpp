@@ -95,9 +95,7 @@ class EpStrategy : public Strategy {
       layers_.push_back(std::move(el));
     }
     const size_t num_parts = std::max(prefill_schedule_.parts.size(), decode_schedule_.parts.size());
-    int64_t part_rows = 1;
-    for (const PartRows& p : prefill_schedule_.parts) part_rows = std::max(part_rows, p.rows);
-    const int64_t assignments = part_rows * m_.top_k * expert_tp_;
+    const int64_t assignments = max_part_rows(prefill_schedule_) * m_.top_k * expert_tp_;
     parts_.resize(num_parts);
     // Rows received depend on routing: allocated for the bound the memory estimate counts, grown
     // on demand past it.
